@@ -1,0 +1,36 @@
+# The two commands of the README:
+#   make lab    set everything up (first time only) and open the course in JupyterLab
+#   make test   set everything up (first time only) and run the whole test suite
+# Set-up makes a virtual environment in .venv with the pinned torch (constraints.txt) and the course
+# package with all extras, editable, so `amla` is importable from every notebook.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+.PHONY: setup lab test build check clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) torch
+	$(PIP) -e ".[all]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+lab: setup
+	$(VENV)/bin/jupyter lab $(ROOT_FLAG) hours/
+
+test: setup
+	$(PY) -m pytest
+
+build: setup
+	$(VENV)/bin/amla build
+
+check: setup
+	$(VENV)/bin/amla build --check
+
+clean:
+	rm -rf $(VENV) build test-artifacts

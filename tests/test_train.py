@@ -1,0 +1,191 @@
+import math
+import signal
+
+import pytest
+import torch
+from torch import nn
+
+import amla
+from amla.checkpoint import CheckpointError
+from amla.precision import autocast_dtype
+from amla.train import TrainConfig, Trainer, train_step, warmup_cosine
+
+
+def _data(n=256, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 8, generator=g)
+    y = (x[:, 0] + x[:, 1] > 0).long()
+    return x, y
+
+
+def _model(seed=0, dropout=0.3):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(8, 32), nn.GELU(), nn.Dropout(dropout), nn.Linear(32, 2))
+
+
+def _cfg(**kw):
+    base = dict(max_steps=30, batch_size=32, lr=1e-2, warmup_steps=5, grad_accum=2, progress=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _same(a: nn.Module, b: nn.Module) -> bool:
+    return all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_warmup_cosine_landmarks():
+    lr = lambda s: warmup_cosine(s, 1.0, 10, 110, 0.1)  # noqa: E731
+    assert lr(0) == pytest.approx(0.1) and lr(9) == pytest.approx(1.0) and lr(10) == pytest.approx(1.0)
+    assert lr(60) == pytest.approx(0.55) and lr(110) == pytest.approx(0.1) and lr(500) == pytest.approx(0.1)
+    assert all(lr(s) >= lr(s + 1) for s in range(10, 120))
+
+
+def test_accumulated_step_equals_one_big_batch():
+    x, y = _data(32)
+    big, small = _model(dropout=0.0), _model(dropout=0.0)
+    opt_big = torch.optim.SGD(big.parameters(), lr=0.5)
+    opt_small = torch.optim.SGD(small.parameters(), lr=0.5)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    loss_big, _ = train_step(big, [(x, y)], opt_big, scaler, None, None)
+    loss_small, _ = train_step(small, list(zip(x.chunk(4), y.chunk(4))), opt_small, scaler, None, None)
+    assert loss_small == pytest.approx(loss_big, abs=1e-6)
+    assert all(torch.allclose(p, q, atol=1e-6) for p, q in zip(big.parameters(), small.parameters()))
+
+
+def test_clipping_bounds_the_update():
+    x, y = _data(32)
+    model = _model(dropout=0.0)
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    _, norm = train_step(model, [(x * 100, y)], opt, torch.amp.GradScaler("cpu", enabled=False), None, 0.01)
+    moved = math.sqrt(sum(((p - b) ** 2).sum().item() for p, b in zip(model.parameters(), before)))
+    assert norm > 0.01 and moved == pytest.approx(0.01, rel=1e-4)  # reported norm is the one before clipping
+
+
+def test_precision_is_a_no_op_off_cuda():
+    for p in ("auto", "fp32", "bf16", "fp16"):
+        assert autocast_dtype(torch.device("cpu"), p) is None
+    with pytest.raises(ValueError, match="expected one of auto, fp32, bf16, fp16"):
+        autocast_dtype(torch.device("cpu"), "int8")
+
+
+def test_trainer_learns_and_records_history():
+    x, y = _data()
+    events = []
+
+    class Spy(amla.Callback):
+        def on_fit_start(self, trainer):
+            events.append("start")
+
+        def on_step_end(self, trainer, record):
+            events.append("step")
+
+        def on_eval(self, trainer, record):
+            events.append("eval")
+
+        def on_fit_end(self, trainer):
+            events.append("end")
+
+    def evaluate(model):
+        return {"val_acc": (model(x).argmax(1) == y).float().mean()}
+
+    trainer = Trainer(_model(), (x, y), _cfg(max_steps=60, eval_every=20), eval_fn=evaluate, callbacks=[Spy()], device="cpu")
+    history = trainer.fit()
+    assert events == ["start"] + (["step"] * 20 + ["eval"]) * 3 + ["end"]
+    assert len(history.train) == 60 and [r["step"] for r in history.eval] == [20, 40, 60]
+    assert history.last("val_acc") > 0.9
+    assert history.train[0]["lr"] == pytest.approx(1e-2 / 5) and history.train[-1]["lr"] < 2e-3
+    assert {"loss", "grad_norm", "samples_per_s", "elapsed_s"} <= set(history.train[0]) and "tokens_per_s" not in history.train[0]
+    with pytest.raises(KeyError, match="history has no 'val_f1'"):
+        history.series("val_f1")
+
+
+def test_token_inputs_report_tokens_per_second_and_datasets_work():
+    tokens = torch.randint(0, 10, (64, 6))
+    dataset = [(tokens[i], tokens[i]) for i in range(64)]  # any indexable dataset, collated by default_collate
+    model = nn.Sequential(nn.Embedding(10, 8), nn.Linear(8, 10))
+    trainer = Trainer(model, dataset, _cfg(max_steps=3, warmup_steps=0, grad_accum=1, batch_size=16), device="cpu")
+    record = trainer.fit().train[0]
+    assert record["tokens_per_s"] == pytest.approx(record["samples_per_s"] * 6)
+
+
+def test_checkpoint_resume_is_exact(tmp_path):
+    x, y = _data()
+    whole = Trainer(_model(), (x, y), _cfg(), device="cpu")
+    whole.fit()
+    path = str(tmp_path / "run.pt")
+    class Crash(amla.Callback):  # the process dies after step 13 (the checkpoint of step 13 is on disk)
+        def on_step_end(self, trainer, record):
+            trainer.should_stop = trainer.step == 13
+
+    first = Trainer(_model(), (x, y), _cfg(checkpoint_path=path), callbacks=[Crash()], device="cpu")
+    first.fit()
+    torch.manual_seed(12345)  # a new process starts from another random state
+    resumed = Trainer(_model(seed=7), (x, y), _cfg(checkpoint_path=path), device="cpu").load(path)
+    assert resumed.step == 13 and len(resumed.history.train) == 13
+    resumed.fit()
+    assert _same(whole.model, resumed.model)
+    assert [r["loss"] for r in whole.history.train] == [r["loss"] for r in resumed.history.train]
+
+
+def test_ctrl_c_stops_after_the_step_and_fit_continues_exactly(tmp_path, capsys):
+    x, y = _data()
+    whole = Trainer(_model(), (x, y), _cfg(), device="cpu")
+    whole.fit()
+
+    class PressStop(amla.Callback):
+        def on_step_end(self, trainer, record):
+            if trainer.step == 11:
+                signal.raise_signal(signal.SIGINT)
+
+    path = str(tmp_path / "c.pt")
+    trainer = Trainer(_model(), (x, y), _cfg(checkpoint_path=path), callbacks=[PressStop()], device="cpu")
+    trainer.fit()
+    assert trainer.step == 11 and len(trainer.history.train) == 11
+    assert "model and history are at step 11/30" in capsys.readouterr().out
+    assert amla.checkpoint.load_checkpoint(path)["step"] == 11
+    torch.rand(100)  # other cells use the random generator in between
+    trainer.callbacks = []
+    trainer.fit()
+    assert trainer.step == 30 and _same(whole.model, trainer.model)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_damaged_trainer_checkpoint_gives_a_clear_error(tmp_path):
+    x, y = _data()
+    path = tmp_path / "run.pt"
+    trainer = Trainer(_model(), (x, y), _cfg(max_steps=2, warmup_steps=0, checkpoint_path=str(path)), device="cpu")
+    trainer.fit()
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(path.read_bytes()[:-500])
+    with pytest.raises(CheckpointError, match="damaged.pt"):
+        Trainer(_model(), (x, y), _cfg(), device="cpu").load(str(damaged))
+    assert Trainer(_model(), (x, y), _cfg(), device="cpu").load(str(path)).step == 2
+    with pytest.raises(KeyError, match="lacks"):
+        trainer.load_state_dict({"model": {}})
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(max_steps=0), "max_steps must be a positive int"),
+        (dict(batch_size=2.5), "batch_size must be a positive int"),
+        (dict(lr=0), "lr must be > 0"),
+        (dict(warmup_steps=100), r"warmup_steps must be in \[0, max_steps=30\]"),
+        (dict(grad_clip=-1.0), "grad_clip must be > 0 or None"),
+        (dict(precision="half"), "precision='half'; expected one of"),
+    ],
+)
+def test_config_rejects_bad_values(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        _cfg(**kwargs)
+
+
+def test_bad_training_data_is_named():
+    x, y = _data()
+    with pytest.raises(ValueError, match=r"share their first dimension; got shapes \(256, 8\), \(255,\)"):
+        Trainer(_model(), (x, y[:-1]), _cfg(), device="cpu")
+    with pytest.raises(ValueError, match="batch_size=512 is larger than the training set \\(256 examples\\)"):
+        Trainer(_model(), (x, y), _cfg(batch_size=512), device="cpu")
+    with pytest.raises(TypeError, match="tuple of tensors or a Dataset, got int"):
+        Trainer(_model(), 5, _cfg(), device="cpu")

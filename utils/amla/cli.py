@@ -1,0 +1,226 @@
+"""The ``amla`` command: build, run and bench the course notebooks, and check the environment."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import nbformat
+
+from amla.build import BuildError, build, check_root, find_root
+from amla.course import HOURS, hour
+
+OK, FAIL, INFO = "\u2713", "\u2717", "\u00b7"
+MIN_IPYWIDGETS = (7, 7)
+
+
+def _hour_number(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"hour {text!r} is not a number; expected e.g. 01 or 3")
+    try:
+        return hour(int(text)).number
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _root(args: argparse.Namespace) -> Path:
+    return check_root(args.root) if args.root else find_root(command=args.command)
+
+
+def _profile(args: argparse.Namespace) -> str:
+    from amla.env import profile  # imports torch, so only when needed
+    from amla.runner import check_profile
+
+    return check_profile(args.profile or profile())
+
+
+# --- build -------------------------------------------------------------------------------------
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    root = _root(args)
+    lines = build(root, hours=args.hours or None, check=args.check)
+    for line in lines:
+        print(line)
+    if args.check and lines:
+        print(f"{len(lines)} file(s) out of date; run amla build", file=sys.stderr)
+        return 1
+    if not lines:
+        print("up to date: every notebook and README.md match their sources")
+    return 0
+
+
+# --- run and bench -----------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from amla.runner import execute, notebooks
+
+    root = _root(args)
+    profile = _profile(args)
+    chosen = notebooks(root, args.hours or None, student=args.student)
+    rows: list[tuple[str, str, str, float]] = []
+    failed = 0
+    for h, path in chosen:
+        shown = path.relative_to(root).as_posix()
+        print(f"running {shown} (profile {profile}) ...", file=sys.stderr, flush=True)
+        result = execute(path, profile, timeout=args.timeout)
+        if args.save:
+            target = Path(args.save) / path.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            nbformat.write(result.executed, target)
+        failed += not result.ok
+        status = "ok" if result.ok else f"FAILED {result.error}"
+        rows.append((f"{h.number:02d}", shown, status, result.wall_s))
+    print(format_table(rows))
+    return 1 if failed else 0
+
+
+def format_table(rows: list[tuple[str, str, str, float]]) -> str:
+    """The ``amla run`` table: hour, notebook, status, wall seconds, and a total line."""
+    header = ("hour", "notebook", "status", "wall s")
+    total = sum(row[3] for row in rows)
+    cells = [(a, b, c, f"{d:.1f}") for a, b, c, d in rows]
+    footer = ("total", "", f"{sum(r[2] == 'ok' for r in rows)}/{len(rows)} ok", f"{total:.1f}")
+    widths = [max(len(r[i]) for r in [header, *cells, footer]) for i in range(3)]
+
+    def line(r: tuple[str, str, str, str]) -> str:
+        return "  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3].rjust(8)
+
+    return "\n".join([line(header), *map(line, cells), line(footer)])
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from amla.env import pick_device
+    from amla.runner import execute, notebooks
+
+    root = _root(args)
+    profile = _profile(args)
+    device = pick_device().type
+    failed = 0
+    for h, path in notebooks(root, args.hours):
+        result = execute(path, profile, timeout=args.timeout)
+        record: dict[str, object] = {
+            "hour": h.number,
+            "notebook": path.relative_to(root).as_posix(),
+            "profile": profile,
+            "device": device,
+            "wall_s": round(result.wall_s, 2),
+            "metrics": result.metrics,
+            "ok": result.ok,
+        }
+        if not result.ok:
+            record["error"] = result.error
+            failed += 1
+        print(json.dumps(record), flush=True)
+    return 1 if failed else 0
+
+
+# --- doctor ------------------------------------------------------------------------------------
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:2])
+
+
+def _data_dir_check(path: Path) -> tuple[bool, str]:
+    if path.is_dir():
+        writable = "writable" if os.access(path, os.W_OK) else "read-only"
+        return os.access(path, os.R_OK), f"data dir {path} exists ({writable})"
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and parent.is_dir() and os.access(parent, os.W_OK):
+        return True, f"data dir {path} can be created"
+    return False, f"data dir {path} is missing and {parent} is not writable; set AMLA_DATA to a writable folder"
+
+
+def doctor_checks() -> list[tuple[str, str]]:
+    """(mark, text) of each check; a FAIL mark is a hard requirement that is not met."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from amla.data import data_dir, status
+
+    checks: list[tuple[str, str]] = []
+    try:
+        widgets = version("ipywidgets")
+        good = _version_tuple(widgets) >= MIN_IPYWIDGETS
+        checks.append((OK if good else FAIL, f"ipywidgets {widgets} (needs >= {'.'.join(map(str, MIN_IPYWIDGETS))})"))
+    except PackageNotFoundError:
+        checks.append((FAIL, "ipywidgets is not installed; pip install 'ipywidgets>=7.7'"))
+    has_kernel = importlib.util.find_spec("ipykernel") is not None
+    checks.append((OK, "ipykernel importable") if has_kernel else (FAIL, "ipykernel missing; pip install ipykernel"))
+    good, text = _data_dir_check(data_dir())
+    checks.append((OK if good else FAIL, text))
+    for name, state in status().items():
+        mark = OK if state == "ok" else FAIL if "WRONG" in state else INFO
+        hint = "; delete it to download again" if mark == FAIL else ""
+        checks.append((mark, f"{name}: {state}{hint}"))
+    return checks
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from amla.env import env_report
+
+    facts = env_report()
+    width = max(map(len, facts))
+    for key, value in facts.items():
+        print(f"{key.ljust(width)}  {value}")
+    print()
+    checks = doctor_checks()
+    for mark, text in checks:
+        print(f"{mark} {text}")
+    return 1 if any(mark == FAIL for mark, _ in checks) else 0
+
+
+# --- parser ------------------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="amla", description="Build, run and check the course notebooks.")
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    hours_help = f"hour numbers, e.g. 01 3 (1 to {len(HOURS)})"
+    root_help = "course repository (default: found above the current directory)"
+
+    b = commands.add_parser("build", help="build solutions/ and hours/ notebooks and README.md from the sources")
+    b.add_argument("hours", nargs="*", type=_hour_number, metavar="NN", help=hours_help + "; default: all")
+    b.add_argument("--check", action="store_true", help="write nothing; fail if a file is missing or out of date")
+    b.add_argument("--root", help=root_help)
+    b.set_defaults(func=cmd_build)
+
+    r = commands.add_parser("run", help="execute notebooks and print a table of status and time")
+    r.add_argument("hours", nargs="*", type=_hour_number, metavar="NN", help=hours_help + "; default: all built")
+    r.add_argument("--profile", help="smoke, cpu or gpu (default: AMLA_PROFILE, else gpu with CUDA, else cpu)")
+    r.add_argument("--student", action="store_true", help="run the hours/ notebooks (shows where exercises remain)")
+    r.add_argument("--save", metavar="DIR", help="write the executed notebooks into DIR")
+    r.add_argument("--timeout", type=int, metavar="S", help="seconds allowed per cell (default: no limit)")
+    r.add_argument("--root", help=root_help)
+    r.set_defaults(func=cmd_run)
+
+    n = commands.add_parser("bench", help="execute solutions notebooks and print one JSON line of metrics each")
+    n.add_argument("hours", nargs="+", type=_hour_number, metavar="NN", help=hours_help)
+    n.add_argument("--profile", help="smoke, cpu or gpu (default: AMLA_PROFILE, else gpu with CUDA, else cpu)")
+    n.add_argument("--timeout", type=int, metavar="S", help="seconds allowed per cell (default: no limit)")
+    n.add_argument("--root", help=root_help)
+    n.set_defaults(func=cmd_bench)
+
+    d = commands.add_parser("doctor", help="print the environment and check what the notebooks need")
+    d.set_defaults(func=cmd_doctor)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``amla`` and ``python -m amla``; returns the exit status."""
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as exit_:  # --help, or a usage error argparse has already printed
+        return exit_.code if isinstance(exit_.code, int) else 2
+    try:
+        return int(args.func(args))
+    except (BuildError, ValueError, FileNotFoundError) as err:
+        print(f"amla {args.command}: error: {err}", file=sys.stderr)
+        return 2
