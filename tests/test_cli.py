@@ -128,3 +128,13 @@ def test_bench_reports_a_failing_cell(repo: Path, monkeypatch: pytest.MonkeyPatc
     record = json.loads(capsys.readouterr().out)
     assert record["ok"] is False and record["metrics"] == {}
     assert record["error"] == "ZeroDivisionError in cell 2 (ratio = 1 / 0): division by zero"
+
+
+def test_missing_instructor_tools_get_a_one_line_hint(monkeypatch, capsys, tmp_path):
+    import sys
+
+    monkeypatch.delitem(sys.modules, "amla.build", raising=False)
+    monkeypatch.setitem(sys.modules, "jupytext", None)  # as if the `tools` extra were not installed
+    assert main(["build", "--check", "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "jupytext is missing" in err and "pip install 'amla[tools]'" in err

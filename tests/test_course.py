@@ -35,6 +35,8 @@ def test_version_floors_and_the_torch_pin():
     project = _pyproject()["project"]
     deps = {re.split(r"[<>=\[ ]", d, maxsplit=1)[0]: d for d in project["dependencies"]}
     assert project["requires-python"] == ">=3.10,<3.14"
+    # Colab keeps its own IPython and ipykernel: the core must not pull newer ones under the running kernel.
+    assert not set(deps) & {"ipython", "ipykernel", "jupyter_client", "jupyter-client", "notebook", "jupyterlab"}
     assert deps["torch"] == "torch>=2.3" and deps["ipywidgets"] == "ipywidgets>=7.7"
     pins = [line for line in (ROOT / "constraints.txt").read_text().splitlines() if line and not line.startswith("#")]
     assert pins == ["torch==2.13.0"]

@@ -11,13 +11,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import nbformat
-
-from amla.build import BuildError, build, check_root, find_root
 from amla.course import HOURS, hour
 
 OK, FAIL, INFO = "\u2713", "\u2717", "\u00b7"
 MIN_IPYWIDGETS = (7, 7)
+TOOLS = ("jupytext", "nbformat", "nbclient", "jupyter_client", "ipykernel", "zmq", "traitlets")
+"""Modules of the ``tools`` extra: build, run and bench need them, notebooks (and Colab) do not."""
 
 
 def _hour_number(text: str) -> int:
@@ -30,6 +29,8 @@ def _hour_number(text: str) -> int:
 
 
 def _root(args: argparse.Namespace) -> Path:
+    from amla.build import check_root, find_root
+
     return check_root(args.root) if args.root else find_root(command=args.command)
 
 
@@ -44,6 +45,8 @@ def _profile(args: argparse.Namespace) -> str:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from amla.build import build
+
     root = _root(args)
     lines = build(root, hours=args.hours or None, check=args.check)
     for line in lines:
@@ -72,6 +75,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"running {shown} (profile {profile}) ...", file=sys.stderr, flush=True)
         result = execute(path, profile, timeout=args.timeout)
         if args.save:
+            import nbformat
+
             target = Path(args.save) / path.name
             target.parent.mkdir(parents=True, exist_ok=True)
             nbformat.write(result.executed, target)
@@ -154,6 +159,11 @@ def doctor_checks() -> list[tuple[str, str]]:
         checks.append((FAIL, "ipywidgets is not installed; pip install 'ipywidgets>=7.7'"))
     has_kernel = importlib.util.find_spec("ipykernel") is not None
     checks.append((OK, "ipykernel importable") if has_kernel else (FAIL, "ipykernel missing; pip install ipykernel"))
+    missing_tools = [m for m in ("jupytext", "nbclient") if importlib.util.find_spec(m) is None]
+    if missing_tools:
+        checks.append((INFO, f"{', '.join(missing_tools)} missing: amla build/run/bench need pip install 'amla[tools]'"))
+    else:
+        checks.append((OK, "instructor tools (jupytext, nbclient) for amla build/run/bench"))
     good, text = _data_dir_check(data_dir())
     checks.append((OK if good else FAIL, text))
     for name, state in status().items():
@@ -221,6 +231,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_.code if isinstance(exit_.code, int) else 2
     try:
         return int(args.func(args))
-    except (BuildError, ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError) as err:  # BuildError is a ValueError
         print(f"amla {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as err:
+        if (err.name or "").split(".")[0] not in TOOLS:
+            raise
+        print(f"amla {args.command}: error: {err.name} is missing; this command needs the instructor tools: "
+              "pip install 'amla[tools]' (make setup installs them)", file=sys.stderr)
         return 2
