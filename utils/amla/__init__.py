@@ -5,6 +5,8 @@ Small and explicit on purpose: each module is something a student does in the co
 - ``amla.env``: device (cuda > mps > cpu), seeding, profiles (smoke/cpu/gpu), environment report
 - ``amla.train``: the Trainer, the training step with gradient accumulation, warmup-cosine schedule
 - ``amla.precision``: mixed precision (autocast dtype, autocast, GradScaler), a no-op on the CPU
+- ``amla.attention``: softmax, scaled dot-product attention, masks (Hour 02)
+- ``amla.tasks``, ``amla.seq2seq``: sequence tasks made in code; the GRU encoder-decoder with attention (Hour 03)
 - ``amla.checkpoint``: atomic checkpoints loaded with ``weights_only=True``
 - ``amla.views``: matplotlib figures, interactive views with a static fallback, the live dashboard
 - ``amla.checks``: the self-checks of the exercises
@@ -18,7 +20,10 @@ from amla.train import Callback, History, TrainConfig, Trainer
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("checkpoint", "checks", "course", "data", "env", "precision", "report", "train", "views")
+_SUBMODULES = (
+    "attention", "checkpoint", "checks", "course", "data", "env", "precision", "report", "seq2seq", "tasks",
+    "train", "views",
+)
 
 
 def __getattr__(name: str):  # PEP 562: `amla.views`, `amla.checks.toolkit` without importing all at start-up

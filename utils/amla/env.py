@@ -120,14 +120,15 @@ def setup(hour: int | None = None, seed: int = 0) -> torch.device:
     """What the first cell of every notebook calls: pick the device, seed, print one status line."""
     device = pick_device()
     seed_everything(seed)
-    _install_check_display()
+    _configure_ipython()
     where = f"Hour {hour:02d} | " if hour is not None else ""
     print(f"{where}amla profile: {profile()} | device: {device} | seed: {seed} | torch {torch.__version__}")
     return device
 
 
-def _install_check_display() -> None:
-    """In IPython, show a failed self-check as its message alone, without a traceback."""
+def _configure_ipython() -> None:
+    """In a notebook kernel: inline figures (a returned matplotlib Figure shows as a picture), and a
+    failed self-check shown as its message alone, without a traceback."""
     try:
         from IPython import get_ipython
     except ImportError:  # pragma: no cover
@@ -135,6 +136,8 @@ def _install_check_display() -> None:
     ip = get_ipython()
     if ip is None:
         return
+    if getattr(ip, "kernel", None) is not None:
+        ip.run_line_magic("matplotlib", "inline")
     from amla.checks.core import CheckFailed
 
     def show(shell, etype, value, tb, tb_offset=None):  # noqa: ANN001 - IPython's signature
