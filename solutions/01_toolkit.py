@@ -15,9 +15,9 @@
 # `raise NotImplementedError(...)` with your code and run the check cell right below it: it compares
 # your function with the reference on random inputs and, when they differ, names the most likely mistake.
 #
-# **Runtime** (whole notebook, measured with `amla bench 01` on 2 CPU cores): smoke profile about 7 s,
-# cpu profile about 30 s, of which 20 s are the main training run (98 % test accuracy). The `gpu` profile
-# trains a 4x wider network for the same number of steps.
+# **Runtime** (whole notebook, measured with `amla bench 01` on an idle 2-core CPU): smoke profile about 8 s,
+# cpu profile about 15 s, of which about 5 s are the main training run (98 % test accuracy); a busy machine
+# can take twice as long. The `gpu` profile trains a 4x wider network for the same number of steps.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. Where the computation runs

@@ -20,8 +20,8 @@
 # `raise NotImplementedError(...)` with your code and run the check cell right below it: it runs your function
 # on a few hand-picked inputs and, when the result is wrong, names the most likely mistake.
 #
-# **Runtime** (whole notebook, measured with `amla bench 02` on 2 CPU cores): smoke profile about 7 s,
-# cpu profile about 8 s. Nothing here trains; the cpu profile only draws more random samples for the
+# **Runtime** (whole notebook, measured with `amla bench 02` on 2 CPU cores): smoke profile about 6 s,
+# cpu profile about 6 s. Nothing here trains; the cpu profile only draws more random samples for the
 # measurements.
 
 # %% [markdown] slideshow={"slide_type": "slide"}

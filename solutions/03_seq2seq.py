@@ -20,10 +20,10 @@
 # `raise NotImplementedError(...)` with your code and run the check cell right below it: it compares your
 # function with the reference on random inputs and, when they differ, names the most likely mistake.
 #
-# **Runtime** (whole notebook, measured with `amla bench 03` on 2 CPU cores): smoke profile about 10 s; cpu
-# profile about 2 min 50 s, of which about 2 min 20 s are three training runs: the attention model (about 55 s,
+# **Runtime** (whole notebook, measured with `amla bench 03` on 2 CPU cores): smoke profile about 11 s; cpu
+# profile about 3 min, of which about 2 min 30 s are three training runs: the attention model (about 60 s,
 # 100 % exact match on held-out dates) and the baseline without attention for the same and for twice the number
-# of steps (about 28 s and 58 s). The `gpu` profile trains a wider model on more data for more steps.
+# of steps (about 28 s and 62 s). The `gpu` profile trains a wider model on more data for more steps.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. A translation task made in code
@@ -352,7 +352,7 @@ fig
 #   recurrence. But the *shortest* inputs ("3.3.21", "20210303") are the hardest of all (84 %): every one of their
 #   characters has to be stored exactly (question 3).
 # - **Same training time.** A step without attention costs about half as much, so in the time the attention model
-#   trained (about 55 s) the baseline does twice the steps, and then reaches 99.85 %: only the shortest inputs stay
+#   trained (about a minute) the baseline does twice the steps, and then reaches 99.85 %: only the shortest inputs stay
 #   a little behind (99.5 %). A date is about 15 bits; 128 numbers can hold it, once the model has learned how.
 #
 # So on dates the bottleneck makes learning slower and length-dependent, but a patient baseline gets there. In
