@@ -21,8 +21,8 @@ from amla.train import Callback, History, TrainConfig, Trainer
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "attention", "checkpoint", "checks", "course", "data", "env", "precision", "report", "seq2seq", "tasks",
-    "train", "views",
+    "attention", "checkpoint", "checks", "course", "data", "encoder_decoder", "env", "gpt", "nn", "precision", "report", "seq2seq", "tasks",
+    "text", "train", "views",
 )
 
 

@@ -4,7 +4,7 @@ from amla.checks.core import CheckFailed, Mistake, compare, fail, passed
 
 __all__ = ["CheckFailed", "Mistake", "compare", "fail", "passed"]
 
-_TOPICS = ("toolkit", "attention", "seq2seq")
+_TOPICS = ("toolkit", "attention", "seq2seq", "gpt", "encoder_decoder", "transformer")
 
 
 def __getattr__(name: str):  # `amla.checks.toolkit` imports the topic's checks on first use

@@ -1,0 +1,616 @@
+# %% [markdown] slideshow={"slide_type": "slide"}
+# # Hour 04: Multi-head attention and the Transformer block
+#
+# Hour 03's decoder attended over a recurrent encoder: the GRU still read the input one character at a time.
+# The Transformer drops the recurrence. Every position attends to every other position at once, several times in
+# parallel (**heads**), and a small stack of identical **blocks** (attention, a feed-forward net, residual
+# connections, LayerNorm) does the rest. This hour builds that block piece by piece, teaches it to **reverse**
+# sequences, and then opens it up: what happens without positions, which positional encoding suits the task, and
+# why almost every modern model normalises *before* each branch instead of after it.
+#
+# **By the end of this hour you can**
+# - write **multi-head attention**: the q/k/v projections, splitting into heads and merging back, the output
+#   projection, and show that it equals `torch.nn.MultiheadAttention` to $10^{-5}$;
+# - explain why attention alone is **permutation-equivariant**, and add positions three ways: **sinusoidal**,
+#   **learned**, and **rotary (RoPE)**, the modern default;
+# - assemble a **Transformer block** from LayerNorm, residual connections, a feed-forward net and dropout, in the
+#   **pre-norm** and the **post-norm** arrangement, and measure why pre-norm won;
+# - train an encoder to reverse held-out sequences perfectly and read its attention maps **head by head**.
+#
+# **How the exercises work.** Each exercise is a function with a `# YOUR CODE HERE` line. Replace the
+# `raise NotImplementedError(...)` with your code and run the check cell right below it: it compares your
+# function with the reference on random inputs and, when they differ, names the most likely mistake.
+#
+# **Runtime** (whole notebook, measured with `amla run`/`amla bench 04` on 2 CPU cores): smoke profile 6 s on an
+# idle machine (17 to 51 s while shared); cpu profile about 16 min, measured while the 2 cores were shared with two
+# other notebook runs (load average 5 to 7), so expect less on an idle machine. Of the cpu run, training took 104 s
+# for the main model, 154 s for the three position variants and 11 min for the three deep stacks of section 6 (the
+# same three runs took 33 s, 30 s and 30 s in a separate single-threaded run). The `gpu` profile trains a wider model
+# on longer sequences.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 1. From one head to many
+#
+# Hour 02's attention takes queries $Q$, keys $K$ and values $V$ and returns
+# $\operatorname{softmax}\!\big(QK^\top/\sqrt{d_k} + M\big)V$. In a Transformer all three are **learned
+# projections** of token vectors: in self-attention of the same sequence $X \in \mathbb{R}^{T \times d}$, in
+# cross-attention $Q$ from one sequence and $K, V$ from another. One head can only average in one way, with one
+# pattern of weights per query. **Multi-head** attention runs $H$ smaller attentions side by side, each on its own
+# $d_h = d / H$ features, and mixes their results with an output projection $W_O$:
+# $$
+# \operatorname{head}_h = \operatorname{softmax}\!\Big(\frac{Q_h K_h^\top}{\sqrt{d_h}} + M\Big) V_h,
+# \qquad \operatorname{MHA}(X, Z) = \big[\operatorname{head}_1; \dots; \operatorname{head}_H\big]\, W_O ,
+# $$
+# where $Q = X W_Q$, $K = Z W_K$, $V = Z W_V$ (each $d \times d$) and $Q_h$ is the $h$-th block of $d_h$ columns of
+# $Q$. The cost is that of one head of size $d$: the heads *share out* the features rather than multiplying them.
+# Note the scale: each head's dot products run over $d_h$ features, so it is $\sqrt{d_h}$, not $\sqrt{d}$.
+#
+# In code nobody loops over heads. The $d$ features of each token are viewed as $H \times d_h$ and the head axis is
+# moved in front of the positions, so that a batched matrix product handles all heads at once:
+# `[B, T, d] -> [B, T, H, d_h] -> [B, H, T, d_h]`.
+#
+# The sizes of this hour, per profile:
+
+# %%
+import math
+
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+S = amla.per_profile(
+    smoke=dict(length=8, n_symbols=10, n_train=1000, n_val=100, n_test=200, d_model=16, heads=2, layers=1, d_ff=32,
+               batch=32, lr=2e-3, steps=30, eval_every=15, deep_layers=3, deep_lr=1e-2, deep_steps=15, warmup=5),
+    cpu=dict(length=12, n_symbols=10, n_train=20000, n_val=500, n_test=2000, d_model=64, heads=4, layers=2,
+             d_ff=128, batch=128, lr=1e-3, steps=300, eval_every=50, deep_layers=8, deep_lr=1e-2, deep_steps=300,
+             warmup=60),
+    gpu=dict(length=16, n_symbols=10, n_train=50000, n_val=1000, n_test=5000, d_model=128, heads=8, layers=2,
+             d_ff=256, batch=256, lr=1e-3, steps=600, eval_every=100, deep_layers=12, deep_lr=1e-2, deep_steps=400,
+             warmup=80),
+)
+print(amla.profile(), S)
+
+# %% [markdown]
+# ### Exercise 4.1: Split the heads
+#
+# Write `split_heads(x, n_heads)`: `x` is `[B, T, d]` with `d = n_heads * d_h`; return `[B, H, T, d_h]` where head
+# `h` holds the features `h * d_h` to `(h + 1) * d_h - 1` of every position. Use `view` (or `reshape`) and
+# `transpose`; mind the order.
+
+# %%
+def split_heads(x, n_heads):
+    ### BEGIN SOLUTION
+    b, t, d = x.shape
+    return x.view(b, t, n_heads, d // n_heads).transpose(1, 2)
+    ### END SOLUTION
+
+
+# %%
+amla.checks.transformer.check_split_heads(split_heads)
+
+# %% [markdown]
+# Merging is the inverse, `heads.transpose(1, 2).reshape(B, T, d)` (the `reshape` copies, since the transposed
+# tensor is not contiguous); `amla.nn.merge_heads` does it. A quick look at which features land in which head:
+
+# %%
+from amla.nn import merge_heads
+
+x = torch.arange(2 * 3 * 8.0).view(2, 3, 8)  # 2 sequences, 3 positions, 8 features numbered in order
+heads = amla.nn.split_heads(x, 4)
+print("x[0]:\n", x[0])
+print("head 1 of sequence 0 (features 2 and 3 of every position):\n", heads[0, 1])
+print("merge_heads(split_heads(x)) == x:", torch.equal(merge_heads(heads), x))
+
+# %% [markdown]
+# ### Exercise 4.2: Multi-head attention
+#
+# Write `mha_forward(mha, x, kv=None, mask=None)` returning `(out, weights)`. `mha` is an
+# `amla.nn.MultiHeadAttention`: use its `mha.q_proj`, `mha.k_proj`, `mha.v_proj` and `mha.out_proj` (`nn.Linear`
+# layers of size `d -> d`) and `mha.n_heads`.
+# - `x` is `[B, Tq, d]`; `kv` is `[B, Tk, d]`, or `None` for self-attention (then `kv = x`).
+# - Project, split into heads (your `split_heads`), compute the scaled scores, mask them (a bool `mask`
+#   broadcastable to `[B, H, Tq, Tk]`, True = may attend: fill the others with `-inf`), softmax over the keys,
+#   weight the values, merge the heads (`merge_heads`), apply the output projection.
+# - Return `out` `[B, Tq, d]` and the softmax `weights` `[B, H, Tq, Tk]`.
+
+# %%
+def mha_forward(mha, x, kv=None, mask=None):
+    ### BEGIN SOLUTION
+    kv = x if kv is None else kv
+    q = split_heads(mha.q_proj(x), mha.n_heads)  # [B, H, Tq, d_h]
+    k = split_heads(mha.k_proj(kv), mha.n_heads)  # [B, H, Tk, d_h]
+    v = split_heads(mha.v_proj(kv), mha.n_heads)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # sqrt(d_h), not sqrt(d)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = scores.softmax(dim=-1)
+    return mha.out_proj(merge_heads(weights @ v)), weights
+    ### END SOLUTION
+
+
+# %%
+amla.checks.transformer.check_mha_forward(mha_forward)
+
+# %% [markdown]
+# **Three implementations, one answer.** Wrapped in a module, your function is a complete multi-head attention
+# layer. We compare it with the package's `amla.nn.MultiHeadAttention` (same parameter names, so the weights load
+# directly), on both of its paths: `need_weights=True` runs Hour 02's attention and returns the weights for the
+# viewer, `need_weights=False` runs PyTorch's fused `scaled_dot_product_attention`. And with
+# `torch.nn.MultiheadAttention`, which stores $W_Q, W_K, W_V$ stacked in one `in_proj_weight` and uses the
+# **opposite** boolean convention for its masks (`True` = *not* allowed), so the masks are inverted on the way in.
+
+# %%
+from amla.attention import causal_mask, padding_mask
+from amla.nn import MultiHeadAttention
+
+
+class StudentMHA(nn.Module):
+    def __init__(self, d_model, n_heads):
+        super().__init__()
+        self.n_heads = n_heads
+        self.q_proj, self.k_proj, self.v_proj, self.out_proj = (nn.Linear(d_model, d_model) for _ in range(4))
+
+    def forward(self, x, kv=None, mask=None):
+        return mha_forward(self, x, kv, mask)
+
+
+torch.manual_seed(0)
+d, h, B, Tq, Tk = 32, 4, 3, 6, 9
+student = StudentMHA(d, h).eval()
+package = MultiHeadAttention(d, h).eval()
+package.load_state_dict(student.state_dict())
+reference = nn.MultiheadAttention(d, h, batch_first=True).eval()
+with torch.no_grad():
+    reference.in_proj_weight.copy_(torch.cat([student.q_proj.weight, student.k_proj.weight, student.v_proj.weight]))
+    reference.in_proj_bias.copy_(torch.cat([student.q_proj.bias, student.k_proj.bias, student.v_proj.bias]))
+    reference.out_proj.load_state_dict(student.out_proj.state_dict())
+
+x, z = torch.randn(B, Tq, d), torch.randn(B, Tk, d)
+lengths_x, lengths_z = [6, 4, 2], [9, 5, 7]
+cases = {  # name: (kv, our mask [B or 1, 1 or H, Tq, Tk], torch's key_padding_mask [B, Tk], torch's attn_mask)
+    "self, no mask": (None, None, None, None),
+    "self, padding": (None, padding_mask(lengths_x, Tq)[:, None], ~padding_mask(lengths_x, Tq)[:, 0], None),
+    "self, causal": (None, causal_mask(Tq), None, ~causal_mask(Tq)),
+    "cross, padding": (z, padding_mask(lengths_z, Tk)[:, None], ~padding_mask(lengths_z, Tk)[:, 0], None),
+}
+mha_diff = {}
+with torch.no_grad():
+    for name, (kv, mask, key_padding, attn_mask) in cases.items():
+        kv_ = x if kv is None else kv
+        ours, ours_w = student(x, kv, mask)
+        fast, _ = package(x, kv, mask)
+        slow, slow_w = package(x, kv, mask, need_weights=True)
+        theirs, theirs_w = reference(x, kv_, kv_, key_padding_mask=key_padding, attn_mask=attn_mask,
+                                     average_attn_weights=False)
+        mha_diff[name] = max((ours - theirs).abs().max().item(), (ours_w - theirs_w).abs().max().item())
+        print(f"{name:>15}: yours vs torch.nn.MultiheadAttention {mha_diff[name]:.1e} | yours vs amla.nn "
+              f"(fast path) {(ours - fast).abs().max().item():.1e}, (weights path) "
+              f"{max((ours - slow).abs().max().item(), (ours_w - slow_w).abs().max().item()):.1e}")
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 2. Attention does not know where a token is
+#
+# Permute the tokens of a sequence and look at what self-attention does: the scores $q_i \cdot k_j$ are permuted
+# along both axes, the softmax of each row is permuted along with it, and every output is the same vector as
+# before, just at its token's new place. In symbols, for a permutation matrix $P$,
+# $$\operatorname{MHA}(PX) = P\,\operatorname{MHA}(X).$$
+# Self-attention is **permutation-equivariant**: it treats the input as a *set*. The feed-forward net acts on
+# each position on its own, so the whole Transformer is equivariant too. For reversal that is fatal: `3107` and
+# `7013` contain the same tokens, so the position that should output `7` has no way of knowing it is the first.
+
+# %%
+x = torch.randn(1, 7, d)
+perm = torch.randperm(7)
+with torch.no_grad():
+    out, out_perm = package(x)[0], package(x[:, perm])[0]
+equivariance_diff = (out_perm - out[:, perm]).abs().max().item()
+print("permutation", perm.tolist())
+print(f"max |MHA(PX) - P MHA(X)| = {equivariance_diff:.1e}")
+
+# %% [markdown]
+# **Sinusoidal positions** (Vaswani et al., 2017) add a fixed vector to each token's embedding. Its features come
+# in pairs, a sine and a cosine of the position at geometrically decreasing frequencies:
+# $$PE_{p,\,2i} = \sin\!\big(p / 10000^{2i/d}\big), \qquad PE_{p,\,2i+1} = \cos\!\big(p / 10000^{2i/d}\big).$$
+# The first pairs turn fast (a period of $2\pi$ positions), the last ones barely move (a period of up to
+# $2\pi \cdot 10000$): together they form a unique, smooth code for every position, like the hands of a clock. And
+# for a fixed offset $k$, $PE_{p+k}$ is a **rotation** of $PE_p$ (pair by pair, by the angle $k / 10000^{2i/d}$), the
+# same matrix for every $p$: relative positions are easy for a linear layer to read.
+#
+# ### Exercise 4.3: The sinusoidal table
+#
+# Write `sinusoidal_encoding(max_len, d_model)` returning the `[max_len, d_model]` float table above (`d_model`
+# even). `torch.arange(0, d_model, 2)` gives the $2i$.
+
+# %%
+def sinusoidal_encoding(max_len, d_model):
+    ### BEGIN SOLUTION
+    position = torch.arange(max_len, dtype=torch.float32)[:, None]  # [max_len, 1]
+    two_i = torch.arange(0, d_model, 2, dtype=torch.float32)  # [d_model / 2]
+    angle = position / 10000 ** (two_i / d_model)  # [max_len, d_model / 2]
+    table = torch.zeros(max_len, d_model)
+    table[:, 0::2] = torch.sin(angle)
+    table[:, 1::2] = torch.cos(angle)
+    return table
+    ### END SOLUTION
+
+
+# %%
+amla.checks.transformer.check_sinusoidal(sinusoidal_encoding)
+
+# %%
+from amla.nn import sinusoidal_table
+
+table = sinusoidal_table(64, 32)
+fig = Figure(figsize=(9, 3), layout="constrained")
+ax_map, ax_sim = fig.subplots(1, 2, width_ratios=[1.4, 1])
+image = ax_map.imshow(table.T, aspect="auto", cmap="RdBu", vmin=-1, vmax=1)
+ax_map.set(xlabel="position p", ylabel="feature", title="sinusoidal table (d = 32)")
+fig.colorbar(image, ax=ax_map)
+similarity = table @ table.T / table.shape[1]  # dot products between the codes of two positions
+ax_sim.imshow(similarity, cmap="viridis")
+ax_sim.set(xlabel="position", ylabel="position", title="PE_p . PE_q / d: depends on p - q")
+fig
+
+# %% [markdown]
+# **Learned positions** (BERT, GPT-2, ViT) simply train one vector per position, an `nn.Embedding(max_len, d)`.
+# They can learn any code the task wants, but a position never seen in training has an untrained vector: they do
+# not extend beyond `max_len`.
+#
+# **Rotary position embedding (RoPE)** (Su et al., 2021; used by LLaMA, Mistral, Qwen and most recent language
+# models) adds nothing to the tokens. Inside every attention layer it **rotates** each pair of query and key
+# features by an angle proportional to the position, $\theta_{p,i} = p \cdot 10000^{-2i/d_h}$:
+# $$\begin{pmatrix} q'_{2i} \\ q'_{2i+1}\end{pmatrix} = \begin{pmatrix}\cos\theta_{p,i} & -\sin\theta_{p,i} \\
+# \sin\theta_{p,i} & \cos\theta_{p,i}\end{pmatrix}\begin{pmatrix} q_{2i} \\ q_{2i+1}\end{pmatrix}$$
+# (`amla.nn.RotaryEmbedding` pairs feature $i$ with $i + d_h/2$ instead of $2i$ with $2i+1$, the layout of most
+# implementations; it is the same idea). Rotating $q$ by $m\theta$ and $k$ by $n\theta$ multiplies their dot product by
+# a rotation of $(n - m)\theta$: **the score depends only on the offset** $n - m$, never on where the pair sits.
+# The values are not rotated. Let us check the claim:
+
+# %%
+from amla.nn import RotaryEmbedding
+
+rope = RotaryEmbedding(d_head=16, max_len=128)
+q, k = torch.randn(2, 16)
+
+
+def rope_score(m, n):
+    return (rope.rotate(q[None], m) * rope.rotate(k[None], n)).sum().item()
+
+
+for offset in (0, 3, -5):
+    scores = [rope_score(m, m + offset) for m in (5, 20, 60, 100)]
+    print(f"offset {offset:>2}: q at m, k at m + offset, for m = 5, 20, 60, 100:", [f"{s:.4f}" for s in scores])
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 3. The Transformer block
+#
+# Around attention, a block has three more ingredients.
+#
+# **Residual connections.** Each sub-layer $f$ (attention, feed-forward) *adds* to its input: $x + f(x)$. The
+# identity path lets gradients reach the first layers of a deep stack unchanged, and a block that has nothing to
+# contribute can output 0.
+#
+# **LayerNorm** normalises each token's feature vector on its own (not across the batch, unlike BatchNorm), then
+# rescales it with learned $\gamma, \beta$:
+# $$\operatorname{LN}(x) = \gamma \odot \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}} + \beta, \qquad
+# \mu = \frac1d \sum_j x_j,\quad \sigma^2 = \frac1d\sum_j (x_j - \mu)^2 .$$
+#
+# **The feed-forward net** is a two-layer MLP applied to every position separately, usually 4 times wider than $d$:
+# $\operatorname{FFN}(x) = W_2\,\operatorname{GELU}(W_1 x + b_1) + b_2$. Attention mixes information *between*
+# positions, the FFN transforms it *within* each one; most of a Transformer's parameters sit here.
+#
+# **Dropout** zeroes a random fraction of activations while training (and scales up the rest); in a block it is
+# applied to the attention weights and to each branch before the residual sum. In `model.eval()` it is off.
+#
+# Where the LayerNorm goes is the one real design choice. The 2017 Transformer normalised **after** the residual sum
+# (**post-norm**); GPT-2 and nearly every model since normalise the **input of each branch** (**pre-norm**), and add
+# a final LayerNorm after the last block:
+# $$\text{post-norm: } x \leftarrow \operatorname{LN}\big(x + f(x)\big), \qquad
+# \text{pre-norm: } x \leftarrow x + f\big(\operatorname{LN}(x)\big).$$
+# In pre-norm the residual path from the input to the output is a pure sum; in post-norm every block's LayerNorm
+# sits on it. Section 6 measures what this does to training.
+
+# %%
+from amla.nn import FeedForward, TransformerBlock
+
+x = 3 * torch.randn(2, 5, 8) + 1
+ln = nn.LayerNorm(8)
+y = ln(x)
+print(f"before LayerNorm: per-token means {x.mean(-1)[0].detach().numpy().round(2)}, stds "
+      f"{x.std(-1, unbiased=False)[0].detach().numpy().round(2)}")
+print(f"after LayerNorm:  per-token means {y.mean(-1)[0].detach().numpy().round(2)}, stds "
+      f"{y.std(-1, unbiased=False)[0].detach().numpy().round(2)}")
+ff = FeedForward(8, 32, dropout=0.5)
+print("dropout in train mode changes the output:", not torch.equal(ff.train()(x), ff.train()(x)),
+      "| in eval mode it is off:", torch.equal(ff.eval()(x), ff.eval()(x)))
+
+# %% [markdown]
+# ### Exercise 4.4: The residual block, pre-norm and post-norm
+#
+# Write `block_forward(block, x, mask=None)` for an `amla.nn.TransformerBlock` in eval mode (no dropout to apply).
+# Use `block.self_attn(h, mask=mask)[0]` for the attention of `h`, `block.ff` for the feed-forward net,
+# `block.norm1` for the LayerNorm of the attention branch and `block.norm2` for that of the feed-forward branch.
+# If `block.norm_first` is true, build the pre-norm block, otherwise the post-norm one; return the new `x`.
+
+# %%
+def block_forward(block, x, mask=None):
+    ### BEGIN SOLUTION
+    if block.norm_first:
+        x = x + block.self_attn(block.norm1(x), mask=mask)[0]
+        return x + block.ff(block.norm2(x))
+    x = block.norm1(x + block.self_attn(x, mask=mask)[0])
+    return block.norm2(x + block.ff(x))
+    ### END SOLUTION
+
+
+# %%
+amla.checks.transformer.check_transformer_block(block_forward)
+
+# %% [markdown]
+# `amla.nn.TransformerEncoder` puts it all together: a token embedding, the positions (`pos="sinusoidal"`,
+# `"learned"`, `"rope"` or `"none"`), `n_layers` blocks and, for pre-norm, the final LayerNorm. It returns the
+# hidden states and, when asked, every layer's attention weights `[layers, B, H, T, T]`.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 4. Teaching an encoder to reverse sequences
+#
+# `amla.tasks.reversal_task` draws random sequences of digits, all distinct, so no held-out sequence was seen in
+# training; the target is the same sequence backwards. An **encoder-only** model reads the whole sequence and
+# predicts, at every position $i$, the token at position $T - 1 - i$: a cross-entropy over the vocabulary at each of
+# the $T$ positions. The task is trivial for a program and impossible without positions: exactly what we need to
+# see whether the positions get through.
+
+# %%
+from amla.tasks import reversal_task
+
+task = reversal_task(S.n_train, S.n_val, S.n_test, min_len=S.length, max_len=S.length, n_symbols=S.n_symbols)
+vocab = task.vocab
+x_train, y_train = vocab.encode_batch(task.train.sources), vocab.encode_batch(task.train.targets)
+x_val, y_val = vocab.encode_batch(task.val.sources), vocab.encode_batch(task.val.targets)
+x_test, y_test = vocab.encode_batch(task.test.sources), vocab.encode_batch(task.test.targets)
+print(vocab, f"| train {tuple(x_train.shape)}, validation {tuple(x_val.shape)}, test {tuple(x_test.shape)}")
+for s, t in zip(task.train.sources[:3], task.train.targets[:3]):
+    print(f"{s} -> {t}")
+print("held-out sequences seen in training:", len(set(task.test.sources) & set(task.train.sources)))
+
+# %% [markdown]
+# The model is the encoder and a linear layer from each hidden state to the vocabulary. We count a sequence as
+# right only if **all** its positions are.
+
+# %%
+from amla.nn import TransformerEncoder
+from amla.views import Dashboard
+
+
+class Reverser(nn.Module):
+    def __init__(self, pos="sinusoidal", layers=S.layers, norm_first=True):
+        super().__init__()
+        self.encoder = TransformerEncoder(len(vocab), S.d_model, S.heads, layers, S.d_ff, S.length,
+                                          norm_first=norm_first, pos=pos)
+        self.head = nn.Linear(S.d_model, len(vocab))
+
+    def forward(self, tokens):  # [B, T] -> logits [B, T, vocab]
+        return self.head(self.encoder(tokens)[0])
+
+
+@torch.no_grad()
+def accuracy(model, x, y):
+    """(sequence accuracy, token accuracy) of the model's argmax predictions."""
+    model.eval()
+    right = model(x.to(device)).argmax(-1).cpu() == y
+    return right.all(-1).float().mean().item(), right.float().mean().item()
+
+
+def validate(model):
+    seq, tok = accuracy(model, x_val, y_val)
+    return {"val_seq_acc": seq, "val_token_acc": tok}
+
+
+def train(model, steps=S.steps, lr=S.lr, warmup=None, quiet=False):
+    """Train with AdamW and a warm-up (5 % of the steps unless given) + cosine schedule; ``quiet``: no bar, no plot."""
+    config = amla.TrainConfig(max_steps=steps, batch_size=S.batch, lr=lr,
+                              warmup_steps=steps // 20 if warmup is None else warmup,
+                              eval_every=S.eval_every, progress=not quiet)
+    trainer = amla.Trainer(model, (x_train, y_train), config, eval_fn=validate,
+                           callbacks=[] if quiet else [Dashboard()], device=device)
+    trainer.fit()
+    return trainer
+
+
+amla.seed_everything(0)
+model = Reverser()
+print(f"{sum(p.numel() for p in model.parameters()):,} parameters")
+trainer = train(model)
+
+# %%
+test_seq_acc, test_token_acc = accuracy(model, x_test, y_test)
+first_perfect = next((r["step"] for r in trainer.history.eval if r["val_seq_acc"] == 1.0), None)
+print(f"held-out: {test_seq_acc:.2%} of {len(x_test)} sequences reversed exactly ({test_token_acc:.2%} of tokens); "
+      f"validation first at 100 % after {first_perfect} steps; "
+      f"{trainer.history.train[-1]['elapsed_s']:.0f} s of training")
+predictions = model(x_test[:5].to(device)).argmax(-1).cpu()
+for s, p in zip(task.test.sources[:5], predictions):
+    print(f"{s} -> {vocab.decode(p)}")
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 5. Which positions?
+#
+# The same model and training, four ways of giving it positions: none at all, sinusoidal (above), learned, rotary.
+
+# %%
+position_results = {"sinusoidal": (test_seq_acc, test_token_acc)}
+for pos in ("none", "learned", "rope"):
+    amla.seed_everything(0)
+    variant = Reverser(pos=pos)
+    train(variant, quiet=True)
+    position_results[pos] = accuracy(variant, x_test, y_test)
+for pos, (seq, tok) in position_results.items():
+    print(f"{pos:>10}: held-out sequences {seq:7.2%}, tokens {tok:7.2%}")
+
+# %% [markdown]
+# What the numbers say (cpu profile, measured with `amla bench 04`):
+# - **No positions: 0 % of the sequences.** The per-token accuracy is not the 10 % of a blind guess but around
+#   26 %: knowing only *which* digits occur, the best a permutation-equivariant model can do is predict the most
+#   frequent digit of the sequence everywhere.
+# - **Sinusoidal and learned** positions both reach 100 %: reversal needs each position to know its *absolute*
+#   index, and both hand it over directly.
+# - **RoPE** is far behind after the same number of steps (0 % of the sequences, 47 % of the tokens). It only tells
+#   attention the *offset* between a query and a key, and here the key a position needs (offset $T - 1 - 2i$)
+#   depends on where the query is. The model has to work out its absolute position indirectly, from where the sequence begins and ends. In a causal
+#   language model the mask itself gives that away, and relative offsets are exactly what next-token prediction
+#   needs, which is why RoPE is the modern default *there*. Positional encodings are an inductive bias: pick the
+#   one that matches what the task needs.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 6. Pre-norm against post-norm
+#
+# Now a deeper stack (`S.deep_layers` blocks: 8 with the cpu profile) at a high learning rate, **without warm-up**,
+# once with each arrangement, and once more post-norm with a linear warm-up, the remedy of the original Transformer.
+# Gradient clipping (norm 1) is on in all three runs.
+
+# %%
+deep_setups = {  # key: (label, norm_first, warm-up steps)
+    "pre": ("pre-norm, no warm-up", True, 0),
+    "post": ("post-norm, no warm-up", False, 0),
+    "post_warmup": (f"post-norm, {S.warmup} warm-up steps", False, S.warmup),
+}
+deep_runs = {}
+for key, (label, norm_first, warmup) in deep_setups.items():
+    amla.seed_everything(0)
+    deep = Reverser(layers=S.deep_layers, norm_first=norm_first)
+    deep_trainer = train(deep, steps=S.deep_steps, lr=S.deep_lr, warmup=warmup, quiet=True)
+    deep_runs[key] = (deep_trainer, accuracy(deep, x_test, y_test))
+    print(f"{label:>30}: final loss {deep_trainer.history.train[-1]['loss']:.4f}, held-out sequences "
+          f"{deep_runs[key][1][0]:.2%}, {deep_trainer.history.train[-1]['elapsed_s']:.0f} s")
+
+# %%
+fig = Figure(figsize=(9, 3.4), layout="constrained")
+ax_loss, ax_norm = fig.subplots(1, 2)
+for key, (run, _) in deep_runs.items():
+    steps, losses = run.history.series("loss")
+    ax_loss.plot(steps, losses, label=deep_setups[key][0])
+    ax_norm.plot(*run.history.series("grad_norm"), label=deep_setups[key][0], alpha=0.8)
+ax_loss.axhline(math.log(S.n_symbols), color="gray", ls=":", lw=1)
+ax_loss.text(steps[-1], math.log(S.n_symbols), " ln 10: guessing", va="bottom", ha="right", fontsize=8)
+ax_loss.set(yscale="log", xlabel="step", ylabel="training loss", title=f"{S.deep_layers} blocks, lr {S.deep_lr:g}")
+ax_norm.set(yscale="log", xlabel="step", ylabel="gradient norm (before clipping)", title="gradient norm")
+ax_loss.legend(fontsize=8)
+fig
+
+# %% [markdown]
+# With the cpu profile (8 blocks, learning rate $10^{-2}$, 300 steps), the **pre-norm** stack reverses 100 % of the
+# held-out sequences (final loss 0.0002). The **post-norm** stack without warm-up does not learn at all: its
+# loss falls to $\ln 10 \approx 2.30$, the loss of guessing among the 10 digits, and stays there, because the
+# first large updates push it into a state where every position predicts the same flat distribution. With a warm-up
+# of 60 steps the same post-norm stack trains, to 100 % as well, only later.
+#
+# Why? In post-norm every block's output passes through a LayerNorm that sits *on* the residual path, so the
+# gradient reaching the first blocks is rescaled by every LayerNorm above them, and at initialisation the updates
+# of the last layers are large relative to their inputs (Xiong et al., 2020). Early Adam steps at full learning rate
+# then break the model before it has learned anything; warm-up keeps the first steps small. In pre-norm the residual
+# sum carries the input and the gradient through unchanged, which is why GPT-2, LLaMA and this course's models use it.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 7. Looking at the heads
+#
+# To reverse, the query at position $i$ must find the key at position $T - 1 - i$: somewhere in the model a head
+# should attend along the **anti-diagonal**. The encoder returns every layer's weights `[layers, B, H, T, T]`;
+# we measure, for each layer and head, the average weight a query gives its mirror position.
+
+# %%
+model.eval()
+with torch.no_grad():
+    _, weights = model.encoder(x_test.to(device), need_weights=True)  # [L, N, H, T, T]
+weights = weights.cpu()
+mirror = torch.arange(S.length).flip(0)
+mirror_mass = weights[..., torch.arange(S.length), mirror].mean(dim=(1, 3))  # [L, H]
+for layer, row in enumerate(mirror_mass.tolist()):
+    print(f"layer {layer}: weight on the mirror position, per head:", " ".join(f"{m:.2f}" for m in row))
+best_layer, best_head = divmod(int(mirror_mass.argmax()), mirror_mass.shape[1])
+print(f"most 'reversing' head: layer {best_layer}, head {best_head} ({mirror_mass.max():.0%} of its weight)")
+
+# %% [markdown]
+# Browse them in the viewer: pick a **layer**, a **head** and a **query** position; tick **all heads** to see a
+# layer's heads side by side. (Without a live kernel you see the most reversing head, for the first position.)
+
+# %%
+from amla.views import AttentionViewer
+
+example = 0
+tokens = list(task.test.sources[example])
+viewer = AttentionViewer(weights[:, example], tokens, title=f"{task.test.sources[example]} -> "
+                         f"{vocab.decode(model(x_test[example:example + 1].to(device)).argmax(-1)[0].cpu())}")
+viewer.select(layer=best_layer, head=best_head, query=0)
+
+# %% [markdown]
+# In the cpu run the heads of the first layer put only 15 to 19 % of their weight on the mirror position, while all
+# four heads of the second layer put 86 to 90 % there: the first layer prepares the queries and keys, the second
+# does the reversal by looking the mirror token up.
+#
+# The hour's numbers, collected by `amla bench 04` (the cpu target: 100 % of the held-out sequences reversed; your
+# MHA equal to `nn.MultiheadAttention` within $10^{-5}$):
+
+# %%
+amla.report(
+    test_seq_acc=test_seq_acc,
+    test_token_acc=test_token_acc,
+    steps_to_100_val=first_perfect if first_perfect is not None else "not reached",
+    train_s=trainer.history.train[-1]["elapsed_s"],
+    mha_max_diff_vs_torch=max(mha_diff.values()),
+    mha_within_1e5=max(mha_diff.values()) < 1e-5,
+    equivariance_diff=equivariance_diff,
+    **{f"seq_acc_pos_{pos}": seq for pos, (seq, _) in position_results.items()},
+    token_acc_pos_none=position_results["none"][1],
+    **{f"deep_seq_acc_{key}": acc[0] for key, (_, acc) in deep_runs.items()},
+    **{f"deep_final_loss_{key}": run.history.train[-1]["loss"] for key, (run, _) in deep_runs.items()},
+    mirror_mass_best_head=mirror_mass.max().item(),
+)
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Questions
+#
+# 1. A model has $d = 512$ and 8 heads. How many parameters do the four projections of one multi-head attention
+#    layer have, and how would that number change with 16 heads? Why?
+# 2. In Exercise 4.2, why is the scale $1/\sqrt{d_h}$ and not $1/\sqrt{d}$? What happens to the softmax if you use
+#    $\sqrt{d}$ with many heads?
+# 3. What exactly goes wrong if you split the heads with `x.view(B, H, T, d_h)`? Why is there no error?
+# 4. Without positions the reversal model gets about a quarter of the tokens right. Where does that number come
+#    from, and what would it be for sequences of 100 digits?
+# 5. Learned positional embeddings were trained for sequences of length 12. What happens at position 13? What do
+#    sinusoidal and rotary encodings do there?
+# 6. RoPE struggles with reversal but is the standard in language models. Why does a causal decoder not need
+#    absolute positions to be given explicitly?
+# 7. Post-norm without warm-up collapsed to a loss of $\ln 10$. What does a model with that loss predict, and why is
+#    it a stable place to get stuck?
+# 8. Name two things the final LayerNorm of a pre-norm stack is for.
+
+# %% [markdown] tags=["answer"]
+# 1. $4 d^2 + 4d = 4 \cdot 512^2 + 2048 = 1{,}050{,}624$, the same for 16 heads: the heads share the $d$ features
+#    out ($d_h = d / H$), they do not each get $d$ of their own. More heads means smaller heads, not more parameters.
+# 2. Each head's dot product $q_h \cdot k_h$ sums $d_h$ products, so its variance grows like $d_h$ (Hour 02);
+#    $\sqrt{d_h}$ brings it back to about 1. Dividing by $\sqrt{d}$ instead shrinks the scores by an extra
+#    $\sqrt{H}$: the softmax starts too flat (almost uniform attention), and the model must grow $W_Q, W_K$ to
+#    compensate. It still works, but it is a different, worse-conditioned model, and not the one the checks compare to.
+# 3. `view` just reinterprets the memory: with `[B, H, T, d_h]` the first "head" gets the first $T/H$ positions'
+#    features, laid out as if they were $T$ positions of size $d_h$. Positions and features are mixed up; every shape
+#    downstream is right, so nothing fails, but the model attends between meaningless pieces of tokens.
+# 4. Knowing only the multiset of digits, the best guess at every position is the most frequent digit of the
+#    sequence; in 12 random digits it occurs about 3 times, so about 3/12 = 25 % of the positions are right. For 100
+#    digits the most frequent one occurs maybe 15 times: about 15 %, tending to 10 % as sequences grow.
+# 5. Position 13 has no embedding (an index error); even positions inside the range but rare in training would be
+#    poorly trained. The sinusoidal formula gives a vector for every position, and RoPE a rotation for every
+#    position and, more importantly, scores that depend only on offsets that were seen in training; whether the model
+#    generalises to longer sequences is still not guaranteed (length extrapolation is a research topic).
+# 6. With a causal mask, position $p$ attends to exactly $p + 1$ keys, so it can tell how far it is from the start
+#    (e.g. a head that attends uniformly gets the first token's value with weight $1/(p+1)$). And next-token
+#    prediction mostly needs relative information: the previous word, the matching bracket a few tokens back.
+# 7. $\ln 10$ is the cross-entropy of the uniform distribution over the 10 digits: the model predicts "any digit" at
+#    every position, the best constant answer. Once the hidden states carry no information about the input
+#    (saturated or collapsed after the first large updates), the gradient of that constant answer is zero on average,
+#    so nothing pushes the model out.
+# 8. In pre-norm the residual stream is a sum of all blocks' outputs and its scale grows with depth; the final
+#    LayerNorm normalises it before the output layer. It also gives the last block's contribution the same
+#    treatment every block's input gets (each branch only ever sees normalised inputs, and so does the head).
+
+# %% [markdown]
+# **Next hour:** the encoder-decoder Transformer: a causal decoder with cross-attention to this hour's encoder.

@@ -1,0 +1,616 @@
+# %% [markdown] slideshow={"slide_type": "slide"}
+# # Hour 06: GPT from scratch
+#
+# A GPT is the decoder half of Hour 05's Transformer with the cross-attention taken out: a stack of causal
+# self-attention blocks that reads a sequence of tokens and, at every position, predicts the next one. Trained on
+# a million characters of Shakespeare it learns spelling, verse layout and who speaks when; trained on the
+# internet, the same design with more layers became GPT-2, GPT-3 and their successors. This hour writes the whole
+# thing (tokenizer, model, training, sampling, fast generation) in a few hundred lines and trains it on a laptop CPU.
+#
+# **By the end of this hour you can**
+# - turn text into tokens two ways: one per **character**, and with a small **byte-pair encoding** (BPE) whose
+#   merges you learn yourself;
+# - write down a **decoder-only Transformer**: token and position embeddings, pre-norm blocks with causal
+#   self-attention, weight tying, and say where every parameter sits;
+# - train it with the course `Trainer` to a validation loss of 1.60 nats per character or better in 5 minutes on
+#   2 CPU cores, and read over- and underfitting from train and validation curves;
+# - **sample** from it with temperature, top-k and top-p (nucleus) sampling, and explain what each changes;
+# - make generation several times faster with a **KV cache**, and check that it produces exactly the same tokens;
+# - look at what the trained heads attend to.
+#
+# **Runtime** (whole notebook, measured with `amla bench 06` / `amla run 06` on the 2-core course machine while
+# other jobs kept it busy, load average 5 to 7, so these are upper bounds): smoke profile 99 s; cpu profile 11 min
+# (657 s), of which the main training took 512 s on one thread. The gpu profile trains a bigger model (nanoGPT's
+# Shakespeare size); it was not measured for this notebook (no GPU was available).
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 1. The corpus
+#
+# A language model learns $p(x_{t+1} \mid x_1, \dots, x_t)$, the distribution of the next token given the ones
+# before it. Its training signal costs nothing: every position of every text is a labelled example.
+#
+# We use **tiny Shakespeare** (1.1 M characters of the plays, collected by Andrej Karpathy for char-rnn).
+# `amla.text.load_corpus` takes it from the course data directory, downloads it (checking its sha256) when it is
+# missing, and when neither works it falls back to a text every Python installation carries: the reference
+# documentation of the language (`pydoc_data.topics`, 0.47 M characters). The cell says which one is in use; the
+# numbers quoted in the prose are for Shakespeare.
+
+# %%
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+
+from amla.text import CharTokenizer, TokenWindows, load_corpus
+
+S = amla.per_profile(
+    smoke=dict(block=32, n_layer=2, n_head=2, n_embd=32, dropout=0.0, batch=16, steps=40, lr=3e-3, warmup=5,
+               eval_every=20, eval_windows=8, bpe_chars=2_000, bpe_merges=30, small_chars=4_000, small_embd=32,
+               small_steps=20, small_eval_every=10, kv_new=64, view_chars=32, sample_chars=60, val_windows=64),
+    cpu=dict(block=128, n_layer=4, n_head=4, n_embd=128, dropout=0.0, batch=16, steps=2000, lr=3e-3, warmup=100,
+             eval_every=250, eval_windows=48, bpe_chars=50_000, bpe_merges=200, small_chars=20_000, small_embd=128,
+             small_steps=400, small_eval_every=25, kv_new=256, view_chars=64, sample_chars=300, val_windows=None),
+    gpu=dict(block=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2, batch=64, steps=5000, lr=1e-3, warmup=100,
+             eval_every=250, eval_windows=200, bpe_chars=200_000, bpe_merges=500, small_chars=20_000, small_embd=128,
+             small_steps=600, small_eval_every=25, kv_new=256, view_chars=64, sample_chars=300, val_windows=None),
+)
+if device.type == "cpu":
+    torch.set_num_threads(min(2, torch.get_num_threads()))  # the course machines have 2 cores
+print(amla.profile(), S)
+
+corpus = load_corpus(download=True)
+print(corpus.text[:300])
+
+# %% [markdown]
+# ## 2. Characters as tokens
+#
+# The simplest tokenizer gives every distinct character an id. Shakespeare has 65 of them: letters, digits,
+# punctuation, space and newline. A model over characters has a tiny vocabulary but long sequences: a line of
+# verse is 40 tokens.
+#
+# We keep the first 90 % of the text for training and the last 10 % for validation. The validation text is a
+# *different part of the plays*, so a model that memorised its training text does not look good on it.
+
+# %%
+tok = CharTokenizer(corpus.text)
+ids = tok.encode(corpus.text)
+n_train = int(0.9 * len(ids))
+train_ids, val_ids = ids[:n_train], ids[n_train:]
+print(f"vocabulary: {tok.vocab_size} characters: {''.join(tok.chars)!r}")
+print(f"train {len(train_ids):,} tokens, validation {len(val_ids):,} tokens")
+print("encode('To be') =", tok.encode("To be").tolist(), "  decode back:", repr(tok.decode(tok.encode("To be"))))
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 3. Byte-pair encoding, in small
+#
+# GPT-2 and its successors do not read characters. They use **byte-pair encoding**: start from the bytes of the
+# UTF-8 text (256 symbols, so any text can be written), find the pair of neighbouring symbols that occurs most
+# often, give it a new id, replace every occurrence, and repeat. After $m$ merges the vocabulary has $256 + m$
+# symbols, frequent words become single tokens, and the sequences get shorter. Encoding a new text replays the
+# merges in the order they were learned.
+#
+# Two small functions do all the work. Counting pairs comes first.
+#
+# ### Exercise 6.1: Counting pairs
+#
+# Write `pair_counts(ids)`: a dict mapping each pair of **neighbouring** ids `(ids[i], ids[i+1])` to the number of
+# times it occurs. Pairs overlap: `[5, 5, 5]` contains `(5, 5)` twice. The order matters: `(1, 2)` is not `(2, 1)`.
+
+# %%
+def pair_counts(ids):
+    ### BEGIN SOLUTION
+    counts = {}
+    for pair in zip(ids, ids[1:]):
+        counts[pair] = counts.get(pair, 0) + 1
+    return counts
+    ### END SOLUTION
+
+
+# %%
+amla.checks.gpt.check_pair_counts(pair_counts)
+
+# %% [markdown]
+# ### Exercise 6.2: Merging a pair
+#
+# Write `merge_pair(ids, pair, new_id)`: a new list in which every occurrence of `pair` is replaced by `new_id`.
+# Scan **left to right**, and once two ids have been merged, continue *after* both: `[5, 5, 5]` with the pair
+# `(5, 5)` becomes `[new_id, 5]`, not `[new_id, new_id]` (the middle 5 cannot belong to two tokens) and not
+# `[5, new_id]`.
+
+# %%
+def merge_pair(ids, pair, new_id):
+    ### BEGIN SOLUTION
+    out, i = [], 0
+    while i < len(ids):
+        if i + 1 < len(ids) and ids[i] == pair[0] and ids[i + 1] == pair[1]:
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+    ### END SOLUTION
+
+
+# %%
+amla.checks.gpt.check_merge_pair(merge_pair)
+
+# %% [markdown]
+# With the reference versions of the two functions, `amla.text.train_bpe` learns merges from the start of the
+# corpus and `BPETokenizer` encodes and decodes. The first merges are the commonest pairs of the language
+# (`e` + space, `t` + `h`, ...); later merges build on earlier ones into whole words.
+
+# %%
+from amla.text import BPETokenizer, train_bpe
+
+sample = corpus.text[: S.bpe_chars]
+merges = train_bpe(sample, S.bpe_merges)
+bpe = BPETokenizer(merges)
+print("first merges:", [bpe.decode([256 + i]) for i in range(min(12, len(merges)))])
+print("last merges: ", [bpe.decode([256 + i]) for i in range(max(0, len(merges) - 8), len(merges))])
+held_out = corpus.text[n_train : n_train + 2000]  # text the merges were not learned from
+encoded = bpe.encode(held_out)
+assert bpe.decode(encoded) == held_out
+bpe_chars_per_token = len(held_out) / len(encoded)
+print(f"{len(merges)} merges: {len(held_out)} held-out characters -> {len(encoded)} tokens "
+      f"({bpe_chars_per_token:.2f} characters per token); decode(encode(text)) == text")
+print(" | ".join(bpe.decode([t]) for t in encoded[:30]))
+
+# %% [markdown]
+# Shorter sequences mean a model sees more text in the same context window, at the price of a bigger vocabulary
+# (GPT-2 uses 50 257 tokens) and a tokenizer that needs its own training data. For the rest of the hour we stay
+# with characters: 65 tokens, nothing to learn, and every sample can be read letter by letter.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 4. The model
+#
+# A GPT maps token ids $x_1 \dots x_T$ to next-token logits in three steps.
+#
+# **Embed.** Each token gets a learned vector, and each *position* $t$ another learned vector (attention itself
+# does not know the order of its inputs):
+# $$ h^{(0)}_t = E[x_t] + P[t], \qquad E \in \mathbb{R}^{V \times C},\ P \in \mathbb{R}^{T_{\max} \times C}. $$
+#
+# **Transform**, $L$ times, with **pre-norm** blocks: each sub-layer reads a normalised copy of the residual stream
+# and adds its result back,
+# $$ h \leftarrow h + \operatorname{Attn}(\operatorname{LN}(h)), \qquad
+#    h \leftarrow h + \operatorname{MLP}(\operatorname{LN}(h)). $$
+# The residual path stays an identity from input to output, which is what lets deep stacks train without
+# warm-up tricks (the original Transformer normalised *after* the addition). The attention is Hour 04's
+# multi-head attention with a **causal mask**: position $t$ sees only positions $\le t$, so every position can be
+# trained at once and none can peek at the token it must predict. Queries, keys and values come from one fused
+# projection $W_{qkv} \in \mathbb{R}^{C \times 3C}$, split into $H$ heads of size $C/H$. The MLP is
+# $W_2\,\operatorname{GELU}(W_1 h)$ with a hidden size of $4C$.
+#
+# **Read out.** A last LayerNorm, then logits $z_t = \operatorname{LN}(h^{(L)}_t)\, E^\top$: the output layer
+# reuses the embedding matrix (**weight tying**). A token's input and output vector are the same, which saves
+# $V \cdot C$ parameters and helps small models.
+#
+# The loss is the cross-entropy of the logits against the next token, averaged over all $B \times T$ positions.
+# `amla.gpt.GPT` implements this; its attention calls `F.scaled_dot_product_attention(..., is_causal=True)` (a fused
+# kernel that never stores the $T \times T$ weights), and `forward_with_attention` takes the explicit path
+# (scores, mask, softmax) to return the weights for the viewer.
+
+# %%
+from amla.gpt import GPT, GPTConfig, flops_per_token
+
+config = GPTConfig(vocab_size=tok.vocab_size, block_size=S.block, n_layer=S.n_layer, n_head=S.n_head,
+                   n_embd=S.n_embd, dropout=S.dropout)
+amla.seed_everything(0)
+model = GPT(config)
+print(config)
+print(f"{model.num_params():,} parameters; the tied embedding matrix E is {tuple(model.tok_emb.weight.shape)}")
+for name, p in list(model.named_parameters())[:10]:
+    print(f"  {name:28} {tuple(p.shape)}")
+
+# %% [markdown]
+# Before training, the model should know nothing: a uniform guess over 65 characters has a loss of
+# $\ln 65 \approx 4.17$ nats. The small initialisation (standard deviation 0.02, smaller still for the projections
+# that write into the residual stream) puts the model right there. A first loss far above $\ln V$ means the
+# initial logits are too large: the model is confidently wrong before it has seen any data.
+
+# %%
+train_windows = TokenWindows(train_ids, S.block)
+val_windows = TokenWindows(val_ids, S.block)
+x, y = train_windows.collate(list(range(0, 8 * S.block, S.block)))
+with torch.no_grad():
+    loss0 = F.cross_entropy(model(x).flatten(0, 1), y.flatten()).item()
+print(f"initial loss {loss0:.3f}, ln(vocab) = {math.log(tok.vocab_size):.3f}")
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 5. Training
+#
+# A training example is any window of `block` characters of the training text, with the same window shifted by
+# one as targets (`TokenWindows`); the Trainer draws random windows in a fixed, seeded order. The settings
+# follow from what is cheap on a CPU: no dropout (a 0.8 M parameter model does not overfit a million characters in
+# a few thousand steps), a high learning rate for AdamW with linear warm-up and cosine decay, and evaluation on a
+# fixed set of validation windows so it costs a second rather than a minute.
+#
+# The clock starts before the Trainer is built and stops after the final evaluation on the **whole** validation
+# text: that is the time the target (1.60 within 5 minutes on 2 cores) is about.
+
+# %%
+from amla.views import Dashboard
+
+val_x, val_y = val_windows.tiles(S.val_windows)  # every non-overlapping window of the validation text (smoke: 64)
+spread = max(1, len(val_x) // S.eval_windows)  # the windows evaluated during training: spread over the whole text
+val_few_x, val_few_y = val_x[::spread][: S.eval_windows], val_y[::spread][: S.eval_windows]
+train_x, train_y = train_windows.tiles(S.eval_windows * spread)
+train_x, train_y = train_x[::spread], train_y[::spread]
+
+
+@torch.no_grad()
+def mean_loss(model, xs, ys, batch=32):
+    """Mean cross-entropy over fixed windows, in eval mode, on the model's device."""
+    dev = next(model.parameters()).device
+    total = 0.0
+    for i in range(0, len(xs), batch):
+        logits = model(xs[i : i + batch].to(dev))
+        total += F.cross_entropy(logits.flatten(0, 1), ys[i : i + batch].to(dev).flatten(), reduction="sum").item()
+    return total / ys.numel()
+
+
+def evaluate(model):
+    return {"val_loss": mean_loss(model, val_few_x, val_few_y),
+            "train_eval_loss": mean_loss(model, train_x, train_y)}
+
+
+train_config = amla.TrainConfig(max_steps=S.steps, batch_size=S.batch, lr=S.lr, warmup_steps=S.warmup,
+                                betas=(0.9, 0.99), eval_every=S.eval_every, weight_decay=0.1 if S.dropout else 0.0)
+t_start = time.perf_counter()
+trainer = amla.Trainer(model, train_windows, train_config, eval_fn=evaluate, collate_fn=train_windows.collate,
+                       callbacks=[Dashboard(max_overhead=0.02)], device=device)
+trainer.fit()
+val_loss = mean_loss(model, val_x, val_y)
+wall_s = time.perf_counter() - t_start
+records = trainer.history.train[5:] or trainer.history.train  # the first steps include warm-up costs
+tokens_per_s = sum(r["tokens_per_s"] for r in records) / len(records)
+print(f"validation loss on all {val_y.numel():,} validation characters: {val_loss:.3f} nats "
+      f"({val_loss / math.log(2):.2f} bits per character)")
+print(f"wall time {wall_s:.0f} s (training and every evaluation), {tokens_per_s:,.0f} training tokens/s")
+
+# %% [markdown]
+# **Throughput and MFU.** A training step costs about $6N$ floating-point operations per token for the $N$
+# weights (2 for the forward multiply-add, 4 for the two backward products), plus the attention scores and
+# weighted sums, $12\,L\,T\,C$ per token. On a GPU the *model FLOPs utilisation* (MFU) compares what the training
+# achieved with the chip's peak; it is only printed on CUDA, where the peak is known.
+
+# %%
+per_token = flops_per_token(config, model.num_params())
+print(f"{per_token / 1e6:.1f} MFLOP per training token -> {tokens_per_s * per_token / 1e9:.1f} GFLOP/s achieved")
+mfu = None
+if device.type == "cuda":
+    name = torch.cuda.get_device_name()
+    peaks = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12, "T4": 65e12}  # bf16/fp16
+    peak = next((v for k, v in peaks.items() if k in name), None)
+    if peak:
+        mfu = tokens_per_s * per_token / peak
+        print(f"MFU on {name}: {mfu:.1%} of {peak / 1e12:.0f} TFLOP/s")
+
+# %% [markdown]
+# The two curves the Trainer recorded: the loss on the training windows and on the validation windows, measured
+# the same way (eval mode, the same fixed windows every time).
+
+# %%
+def plot_curves(history, title):
+    fig = Figure(figsize=(6.5, 3.4), layout="constrained")
+    ax = fig.subplots()
+    for key, label in [("train_eval_loss", "train"), ("val_loss", "validation")]:
+        ax.plot(*history.series(key), marker="o", markersize=3, label=label)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss (nats per character)")
+    ax.set_title(title, fontsize=10)
+    ax.legend()
+    return fig
+
+
+plot_curves(trainer.history, f"{model.num_params() / 1e6:.2f} M parameters, {len(train_ids) / 1e6:.1f} M characters")
+
+# %% [markdown]
+# On the full corpus the two curves fall together, the validation curve a little above (the cpu run ended at 1.63
+# on the whole validation text). In 2 000 steps of 16 windows
+# the model sees about 4 M characters, each training character only about 4 times, and it is too small to memorise
+# them: it is **underfitting**, and a bigger model or a longer run would help more than any regulariser.
+#
+# ### When the model does overfit
+#
+# Give the same kind of model only a tiny slice of text and the picture changes: the training loss keeps falling
+# while the validation loss turns back up, the model is now learning *this* text rather than English. Three
+# remedies: **dropout** (randomly zeroing activations while training, so no unit can rely on one other), **weight
+# decay** (pulling the weights towards 0), and **early stopping** (keep the weights from the best validation
+# evaluation, and stop once it has not improved for a while). The callback below does the last one.
+
+# %%
+import copy
+
+
+class EarlyStopping(amla.Callback):
+    """Keep the weights of the best `val_loss`; stop after `patience` evaluations without improvement."""
+
+    def __init__(self, patience=4):
+        self.patience, self.best, self.best_step, self.best_state, self.bad = patience, math.inf, 0, None, 0
+
+    def on_eval(self, trainer, record):
+        if record["val_loss"] < self.best:
+            self.best, self.best_step, self.bad = record["val_loss"], record["step"], 0
+            self.best_state = copy.deepcopy(trainer.model.state_dict())
+        else:
+            self.bad += 1
+            trainer.should_stop = self.bad >= self.patience
+
+
+small_windows = TokenWindows(train_ids[: S.small_chars], 64)
+small_x, small_y = small_windows.tiles()
+short_val_x, short_val_y = TokenWindows(val_ids, 64).tiles(64)
+
+
+def train_small(dropout, weight_decay, stopper=None):
+    amla.seed_everything(0)
+    small = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=2, n_head=4, n_embd=S.small_embd,
+                    dropout=dropout))
+    cfg = amla.TrainConfig(max_steps=S.small_steps, batch_size=32, lr=3e-3, warmup_steps=S.small_steps // 10,
+                           betas=(0.9, 0.99), weight_decay=weight_decay, eval_every=S.small_eval_every,
+                           progress=False)
+
+    def ev(m):
+        return {"val_loss": mean_loss(m, short_val_x, short_val_y), "train_eval_loss": mean_loss(m, small_x, small_y)}
+
+    t = amla.Trainer(small, small_windows, cfg, eval_fn=ev, collate_fn=small_windows.collate,
+                     callbacks=[stopper] if stopper else [], device=device)
+    t.fit()
+    return t
+
+
+plain_run = train_small(dropout=0.0, weight_decay=0.0)
+stopper = EarlyStopping()
+regular_run = train_small(dropout=0.2, weight_decay=0.1, stopper=stopper)
+fig = Figure(figsize=(11, 3.4), layout="constrained")
+runs = [(plain_run, "no dropout, no weight decay"), (regular_run, "dropout 0.2, weight decay 0.1")]
+for ax, (run, title) in zip(fig.subplots(1, 2, sharey=True), runs):
+    for key, label in [("train_eval_loss", "train"), ("val_loss", "validation")]:
+        ax.plot(*run.history.series(key), marker="o", markersize=3, label=label)
+    ax.set_title(f"{S.small_chars:,} training characters: {title}", fontsize=10)
+    ax.set_xlabel("optimizer step")
+ax.axvline(stopper.best_step, color="0.5", linestyle="--", label="best validation (kept)")
+fig.axes[0].set_ylabel("loss")
+fig.axes[1].legend()
+best_plain = min(plain_run.history.series("val_loss")[1])
+print(f"no regularisation: best validation {best_plain:.3f}, final {plain_run.history.last('val_loss'):.3f}, "
+      f"train {plain_run.history.last('train_eval_loss'):.3f}")
+print(f"dropout + decay:   best validation {stopper.best:.3f} at step {stopper.best_step}, "
+      f"stopped at step {regular_run.step} of {S.small_steps}")
+fig
+
+# %% [markdown]
+# Without regularisation the gap between the curves opens early: in the cpu profile's run the training loss reached
+# 1.54 while the validation loss stalled at 2.36, the model was learning the slice, not the language, and more
+# steps would only widen the gap. Dropout and weight decay slow the memorising, so the gap opens later, but they
+# also slow the learning: in the same 400 steps the regularised run's best validation loss (2.43) was *worse*. That
+# is the trade-off to keep in mind; regularisation pays when a run is long enough to overfit, and early stopping
+# (`stopper.best_state` holds the best weights) is the cheap insurance for the day it does. On the full corpus, at
+# our CPU scale, none of this is needed, which is why the main run uses no dropout. The gpu profile trains a model
+# 13 times bigger, long enough to overfit, and does use dropout 0.2.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 6. Sampling
+#
+# The model gives logits $z$ for the next character. Generation draws one, appends it, and repeats. How we draw
+# matters as much as the model:
+#
+# - **greedy**: always the most likely character. Deterministic, and soon stuck in loops.
+# - **temperature** $\tau$: sample from $\operatorname{softmax}(z / \tau)$. $\tau < 1$ sharpens the distribution
+#   (safer, duller), $\tau > 1$ flattens it (more varied, more misspelt); $\tau \to 0$ is greedy.
+# - **top-k**: sample only among the $k$ most likely characters.
+# - **top-p** (nucleus sampling): sample among the *smallest set of most likely characters whose probabilities add
+#   up to at least $p$*. When the model is sure the set is one or two characters, when it is unsure it is many:
+#   the cut adapts, which a fixed $k$ cannot.
+#
+# ### Exercise 6.3: Top-p probabilities
+#
+# Write `top_p_probs(logits, p, temperature)`. `logits` is `[B, V]`. Return `[B, V]` probabilities, in the
+# original vocabulary order: apply the temperature to the logits, take the softmax, sort each row from most to
+# least likely, keep tokens while the probability of the tokens *before* them is below `p` (so the token that
+# crosses `p` is kept), set the others to 0, and renormalise each row to sum to 1. Hints: `tensor.sort(dim=-1,
+# descending=True)` returns values and indices; `torch.zeros_like(probs).scatter(-1, indices, values)` puts
+# sorted values back in place.
+
+# %%
+def top_p_probs(logits, p, temperature=1.0):
+    ### BEGIN SOLUTION
+    probs = (logits / temperature).softmax(dim=-1)
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    before = sorted_probs.cumsum(dim=-1) - sorted_probs
+    sorted_probs = sorted_probs.masked_fill(before >= p, 0.0)
+    kept = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+    return kept / kept.sum(dim=-1, keepdim=True)
+    ### END SOLUTION
+
+
+# %%
+amla.checks.gpt.check_top_p(top_p_probs)
+
+# %% [markdown]
+# What the three knobs do to the distribution over the next character after a prompt (the package's
+# `amla.gpt.top_p_probs` is used from here on):
+
+# %%
+from amla.gpt import generate
+from amla.gpt import top_p_probs as reference_top_p
+
+prompt = "ROMEO:\nWhat light through yonder window"
+model.eval()
+with torch.no_grad():
+    next_logits = model(tok.encode(prompt)[None, -S.block :].to(device))[:, -1].cpu()
+settings = {"temperature 1": reference_top_p(next_logits, 1.0),
+            "temperature 0.5": reference_top_p(next_logits, 1.0, 0.5),
+            "top-p 0.9": reference_top_p(next_logits, 0.9), "top-p 0.5": reference_top_p(next_logits, 0.5)}
+top = settings["temperature 1"][0].topk(12).indices
+fig = Figure(figsize=(11, 2.8), layout="constrained")
+for ax, (label, probs) in zip(fig.subplots(1, 4, sharey=True), settings.items()):
+    ax.bar(range(12), probs[0, top], color="tab:blue")
+    ax.set_xticks(range(12), [repr(tok.chars[i])[1:-1] for i in top.tolist()], fontsize=8)
+    ax.set_title(f"{label}: {int((probs[0] > 0).sum())} characters possible", fontsize=9)
+fig.axes[0].set_ylabel(f"p(next | ...{prompt[-12:]!r})")
+fig
+
+# %% [markdown]
+# And whole samples, 300 characters each (cpu profile) from the same prompt:
+
+# %%
+samples = {}
+for label, kwargs in [("greedy", dict(temperature=0.0)), ("temperature 0.8", dict(temperature=0.8)),
+                      ("temperature 1.5", dict(temperature=1.5)), ("temperature 1, top-p 0.9", dict(top_p=0.9))]:
+    gen = torch.Generator(device).manual_seed(0)
+    out = generate(model, tok.encode(prompt)[None].to(device), S.sample_chars, generator=gen, **kwargs)
+    samples[label] = tok.decode(out[0, len(prompt) :].cpu())
+    print(f"----- {label} -----\n{prompt}{samples[label]}\n")
+
+# %% [markdown]
+# Things to compare: greedy decoding soon falls into a loop (it always takes the same turn at the same place);
+# temperature 0.8 and top-p 0.9 give the look of a play (speaker names in capitals followed by a colon, short
+# lines, mostly real words); at temperature 1.5 the rare characters get enough probability to be drawn often, and
+# the spelling falls apart first.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 7. The KV cache
+#
+# Generating token $t+1$ needs the keys and values of all positions $\le t$ in every layer. Without a cache,
+# `generate` recomputes them from scratch at every step: $n$ new tokens cost about $\sum_t t \approx n^2/2$
+# position-passes through the whole network. But the keys and values of the old positions never change (the mask
+# keeps them from seeing the future), so we can **store** them: a `KVCache` holds
+# `[layers, batch, heads, block, head_dim]` keys and values; the prompt runs once (the *prefill*), and each later
+# step feeds only the newest token, whose query attends to every stored key. Note the mask of that single query: it
+# may see *all* stored positions, so `is_causal=True` (which aligns the mask at the top left) would be wrong there.
+#
+# The outputs must be **the same tokens**; only the time changes. Greedy decoding makes that an exact test. With
+# learned position embeddings the cache only works while the context fits in `block_size` positions; beyond that
+# `generate` restarts the cache from the last half block (and then differs from recomputing, which always sees the
+# last full block). So the tokens are compared over the part of the run that fits in the block (all 256 new tokens
+# in the gpu profile, the first 128 with the cpu profile's 128-character block), and the time over all of it.
+
+# %%
+start = tok.encode("\n")[None].to(device)
+new_tokens = S.kv_new
+fits = min(new_tokens, S.block)  # the first `fits` new tokens are generated from a context that fits in the cache
+
+
+def timed(use_cache, repeats=2):
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = generate(model, start, new_tokens, temperature=0.0, use_cache=use_cache)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return out, min(times)
+
+
+with_cache, t_cache = timed(True)
+without_cache, t_plain = timed(False)
+kv_same = torch.equal(with_cache[:, : 1 + fits], without_cache[:, : 1 + fits])
+kv_speedup = t_plain / t_cache
+print(f"{new_tokens} new tokens: without cache {t_plain:.2f} s, with cache {t_cache:.2f} s -> {kv_speedup:.1f}x faster")
+print(f"identical greedy tokens over the {fits} tokens generated within block_size={S.block}: {kv_same}")
+print(repr(tok.decode(with_cache[0, :120].cpu())))
+
+# %% [markdown]
+# The speed-up grows with the length of the generation: without the cache the cost of a step grows with the
+# context, with it a step costs one position (plus attention over the stored keys, which is cheap at these sizes).
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 8. What the heads look at
+#
+# The attention weights of the trained model on a passage of the validation text, every layer and head. Pick a
+# **layer**, a **head** and a **query** character; the strip below the map shades the earlier characters by the
+# query's weights (spaces are shown as `␣`, newlines as `⏎`). Things to look for: heads that look at the previous
+# character or two (they spell), heads that look back to the last space or newline (they know where a word or line
+# starts), and, in the first layer, heads that spread their weight evenly. (Without a live kernel you see the
+# picture selected below.)
+
+# %%
+from amla.views import AttentionViewer
+
+passage = val_ids[: S.view_chars]
+with torch.no_grad():
+    _, maps = model.forward_with_attention(passage[None].to(device))  # [layers, 1, heads, T, T]
+chars = [{" ": "␣", "\n": "⏎"}.get(c, c) for c in tok.decode(passage)]
+viewer = AttentionViewer(maps[:, 0].cpu(), chars, title="trained GPT on validation text",
+                         layer_names=[f"layer {i}" for i in range(config.n_layer)])
+viewer.select(layer=min(1, config.n_layer - 1), head=0, query=len(chars) - 1)
+
+# %% [markdown]
+# The hour's numbers, collected by `amla bench 06` (the cpu target: validation loss at most 1.60 within 5 minutes
+# of wall time on 2 cores, evaluation included; the KV cache at least 3 times faster at 256 new tokens):
+
+# %%
+metrics = dict(
+    corpus=corpus.name,
+    val_loss=val_loss,
+    train_wall_s=wall_s,
+    steps=trainer.step,
+    tokens_per_s=tokens_per_s,
+    params=model.num_params(),
+    initial_loss=loss0,
+    kv_cache_speedup=kv_speedup,
+    kv_cache_new_tokens=new_tokens,
+    kv_cache_same_tokens=kv_same,
+    bpe_chars_per_token=bpe_chars_per_token,
+    overfit_best_val=best_plain,
+    overfit_final_val=plain_run.history.last("val_loss"),
+)
+if mfu is not None:
+    metrics["mfu"] = mfu
+amla.report(**metrics)
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Questions
+#
+# 1. The initial loss is close to $\ln 65$. What would an initial loss of 10 tell you, and what would you change?
+# 2. With weight tying, the same matrix $E$ embeds the input character and scores the output character. Why is
+#    that reasonable for a language model? How many parameters does it save here, and for GPT-2 ($V$ = 50 257,
+#    $C$ = 768)?
+# 3. A character model needs about 4 times as many positions as a BPE model for the same text. What does that cost
+#    in attention, and what does BPE cost instead?
+# 4. Your top-p sampler keeps only the tokens whose cumulative probability is *below* $p$. Why can that leave no
+#    token at all, and what does it do to a confident model?
+# 5. Why must the KV cache version and the recomputing version give exactly the same greedy tokens? Give two bugs
+#    that would make them differ.
+# 6. The cached step feeds one query against $t$ stored keys. Which causal mask does it need, and what goes wrong
+#    with `is_causal=True`?
+# 7. The main run uses no dropout, yet the small-data run overfits within a few hundred steps. What decides whether
+#    regularisation helps: the model size, the amount of data, the number of steps?
+
+# %% [markdown] tags=["answer"]
+# 1. That the initial logits are far from uniform: the model is confidently wrong from the start (10 nats means the
+#    right character gets about $e^{-10}$), usually because of too large an initialisation of the embedding or the
+#    output layer. The first steps are then spent shrinking the logits. Initialise with a small standard deviation
+#    (0.02 here), or scale the output layer down.
+# 2. Characters (or words) that are used in the same contexts should both be predicted in similar contexts and be
+#    read in similar ways, so one vector per token serves both. It saves $V \cdot C$ parameters: $65 \times 128 =$
+#    8 320 here (1 % of the model), and $50\,257 \times 768 \approx 38.6$ M for GPT-2, almost a third of its 124 M.
+# 3. Attention costs grow with $T^2$ per sequence (and $T$ per token), and the context window holds 4 times less
+#    text, so the model sees less of the past. BPE costs a vocabulary of tens of thousands of rows (embedding and
+#    softmax), a tokenizer that must be trained and shipped, and odd behaviour on spelling, digits and rare words,
+#    which are split into arbitrary pieces.
+# 4. If the single most likely token already has probability above $p$, "cumulative below $p$" excludes it and
+#    nothing is kept (a row of zeros, and `0/0` after renormalising). More generally the cut is always one token too
+#    early, so a confident model loses exactly the token it is confident about. Keeping the token that crosses $p$
+#    guarantees at least one token and a kept mass of at least $p$.
+# 5. Attention at a position depends only on the positions up to it, and the cache stores exactly the keys and values
+#    the full pass computes for them; so the logits agree up to float rounding and greedy tokens agree exactly (barring
+#    a near tie). Bugs: position embeddings restarting at 0 for each new token instead of continuing at the cache
+#    length; writing the new key at the wrong slot or forgetting to advance the length; applying a top-left causal mask
+#    to the new query; forgetting the dropout is off (`model.eval()`); caching the keys *before* the projection.
+# 6. The query is the last position, so it may attend to every stored key and itself: no mask at all (or a
+#    bottom-right aligned one when several new tokens are fed). `is_causal=True` with one query and $t$ keys aligns the
+#    mask at the top left and lets the query see only the first key.
+# 7. The ratio of what the model can memorise to how much distinct data it sees. 20 000 characters are seen dozens
+#    of times in 400 steps and a 0.4 M parameter model memorises them; 1 M characters are seen only a few times in
+#    the main run, and the model is too small to memorise them, so its training and validation losses are the same and
+#    dropout would only slow it down. Bigger models and longer runs (the gpu profile) move towards overfitting, and
+#    there dropout pays.
+
+# %% [markdown]
+# **Next hour:** pretrained transformers. Instead of training from scratch, we load BERT and T5, see what their
+# pretraining objectives taught them, and fine-tune them for a task in minutes.

@@ -1,0 +1,279 @@
+"""A small GPT (Hour 06): decoder-only Transformer, sampling, and a KV cache for fast generation.
+
+The model: token and learned position embeddings, ``n_layer`` pre-norm blocks (causal self-attention,
+then an MLP, each added to the residual stream), a final LayerNorm, and a language-model head that
+shares its weight matrix with the token embedding (weight tying). Attention runs through PyTorch's fused
+``F.scaled_dot_product_attention``; ``need_weights=True`` takes the explicit path (scores, mask,
+softmax) so the attention maps can be looked at.
+
+Generation appends one token at a time. Without a cache every step runs the whole context again; with
+a ``KVCache`` the keys and values of the earlier positions are kept, and a step only computes the new
+position: the same tokens, much less work.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from amla.nn import merge_heads, split_heads
+
+__all__ = [
+    "GPT", "GPTConfig", "KVCache", "CausalSelfAttention", "flops_per_token", "generate", "sample_next",
+    "top_p_probs",
+]
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int
+    block_size: int = 256  # the longest context the model sees (one learned position embedding each)
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+    bias: bool = False  # biases in the Linear layers and LayerNorms
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"GPTConfig.{name} must be a positive int, got {value!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"GPTConfig.n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout}")
+
+
+class KVCache:
+    """Keys and values of the positions seen so far, for every layer: ``[n_layer, B, heads, max_len, head_dim]``.
+
+    ``update(layer, k, v)`` writes the new positions after the ``length`` stored ones and returns all keys and
+    values up to them; the model calls ``advance(T)`` once all layers have seen the ``T`` new positions.
+    """
+
+    def __init__(self, n_layer: int, batch: int, n_head: int, max_len: int, head_dim: int,
+                 device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> None:
+        shape = (n_layer, batch, n_head, max_len, head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.max_len, self.length = max_len, 0
+
+    @classmethod
+    def for_model(cls, model: "GPT", batch: int) -> "KVCache":
+        c, p = model.config, next(model.parameters())
+        return cls(c.n_layer, batch, c.n_head, c.block_size, c.n_embd // c.n_head, p.device, p.dtype)
+
+    def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        start, end = self.length, self.length + k.size(2)
+        if end > self.max_len:
+            raise ValueError(f"KVCache holds {self.max_len} positions; {self.length} stored + {k.size(2)} new is too many")
+        self.k[layer, :, :, start:end] = k
+        self.v[layer, :, :, start:end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+    def advance(self, n: int) -> None:
+        self.length += n
+
+    def reset(self) -> None:
+        self.length = 0
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention with one fused projection to queries, keys and values."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.n_head, self.head_dim = config.n_head, config.n_embd // config.n_head
+        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = config.dropout
+        self.resid_drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0,
+                need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = (split_heads(t, self.n_head) for t in (q, k, v))  # [B, H, T, hd], Hour 04's helper
+        past = cache.length if cache is not None else 0
+        if cache is not None:
+            k, v = cache.update(layer, k, v)  # [B, H, past + T, hd]
+        p = self.dropout if self.training else 0.0
+        weights = None
+        if need_weights:  # the explicit path: what the fused kernel computes, with the weights kept
+            scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)
+            allowed = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            weights = scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)
+            y = F.dropout(weights, p, self.training) @ v
+        elif past == 0:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+        elif T == 1:  # one new query may look at every stored position: no mask at all
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
+        else:  # several new queries after a prefix: query i sees the prefix and new positions <= i
+            allowed = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p)
+        y = merge_heads(y)  # [B, T, C]
+        return self.resid_drop(self.proj(y)), weights
+
+
+class MLP(nn.Module):
+    """Hour 04's FeedForward without biases and with its output projection named ``proj`` (GPT-2's scaled init)."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.drop(self.proj(F.gelu(self.fc(x))))
+
+
+class Block(nn.Module):
+    """Pre-norm block: ``x + attn(ln(x))``, then ``x + mlp(ln(x))``."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0,
+                need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        a, weights = self.attn(self.ln1(x), cache, layer, need_weights)
+        x = x + a
+        return x + self.mlp(self.ln2(x)), weights
+
+
+class GPT(nn.Module):
+    """Decoder-only Transformer language model: ``model(idx [B, T]) -> logits [B, T, vocab_size]``."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
+        self.pos_emb = nn.Embedding(config.block_size, config.n_embd)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.weight = self.tok_emb.weight  # weight tying: one matrix reads and writes tokens
+        self.apply(self._init)
+        for name, p in self.named_parameters():  # GPT-2: shrink what each block adds to the residual stream
+            if name.endswith("proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def num_params(self, embeddings: bool = True) -> int:
+        """Parameters, each counted once (the tied matrix too); without the position embedding if not ``embeddings``."""
+        n = sum(p.numel() for p in self.parameters())
+        return n if embeddings else n - self.pos_emb.weight.numel()
+
+    def forward(self, idx: Tensor, cache: KVCache | None = None) -> Tensor:
+        return self._run(idx, cache, need_weights=False)[0]
+
+    def forward_with_attention(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits and the attention weights of every layer and head: ``[B, T, V]``, ``[n_layer, B, heads, T, T]``."""
+        logits, weights = self._run(idx, None, need_weights=True)
+        return logits, torch.stack(weights)
+
+    def _run(self, idx: Tensor, cache: KVCache | None, need_weights: bool) -> tuple[Tensor, list[Tensor]]:
+        if idx.dim() != 2 or idx.dtype not in (torch.long, torch.int, torch.int32):
+            raise ValueError(f"GPT expects token ids of shape [B, T] (integer), got {idx.dtype} {tuple(idx.shape)}")
+        B, T = idx.shape
+        start = cache.length if cache is not None else 0
+        if start + T > self.config.block_size:
+            raise ValueError(f"positions {start}..{start + T - 1} exceed block_size={self.config.block_size}; "
+                             "crop the context to the last block_size tokens")
+        pos = torch.arange(start, start + T, device=idx.device)
+        x = self.drop(self.tok_emb(idx) + self.pos_emb(pos))
+        weights = []
+        for i, block in enumerate(self.blocks):
+            x, w = block(x, cache, i, need_weights)
+            if w is not None:
+                weights.append(w)
+        if cache is not None:
+            cache.advance(T)
+        return self.lm_head(self.ln_f(x)), weights
+
+
+def flops_per_token(config: GPTConfig, n_params: int, context: int | None = None) -> float:
+    """Training FLOPs per token: ``6 N`` for the weights (forward 2N, backward 4N) plus the attention scores
+    and weighted sums, ``12 * n_layer * T * n_embd`` (the PaLM appendix estimate), T the context length."""
+    T = context or config.block_size
+    return 6.0 * n_params + 12.0 * config.n_layer * T * config.n_embd
+
+
+# --- sampling -------------------------------------------------------------------------------------
+
+
+def top_p_probs(logits: Tensor, p: float, temperature: float = 1.0) -> Tensor:
+    """Nucleus (top-p) probabilities over the last dim: the smallest set of most likely tokens whose
+    probability reaches ``p`` (the token that crosses ``p`` included), renormalised; 0 elsewhere."""
+    if not 0.0 < p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1], got {p}")
+    probs = (logits / temperature).softmax(dim=-1)
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    before = sorted_probs.cumsum(dim=-1) - sorted_probs  # probability of the more likely tokens
+    sorted_probs = sorted_probs.masked_fill(before >= p, 0.0)  # keep a token while the mass before it is < p
+    kept = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+    return kept / kept.sum(dim=-1, keepdim=True)
+
+
+def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                generator: torch.Generator | None = None) -> Tensor:
+    """One token per row of ``logits [B, V]``: greedy when ``temperature == 0``, else sampled from the
+    tempered distribution, restricted to the ``top_k`` most likely and/or the top-``p`` nucleus."""
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    logits = logits / temperature
+    if top_k is not None:
+        kth = logits.topk(min(top_k, logits.size(-1)), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = top_p_probs(logits, top_p) if top_p is not None else logits.softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator)
+
+
+@torch.no_grad()
+def generate(model: GPT, idx: Tensor, max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,
+             top_p: float | None = None, use_cache: bool = True, generator: torch.Generator | None = None) -> Tensor:
+    """Append ``max_new_tokens`` tokens to ``idx [B, T]``; returns ``[B, T + max_new_tokens]``.
+
+    Without the cache each step runs the model on the last ``block_size`` tokens. With it, the prompt runs once
+    (the prefill) and each step feeds only the newest token. Both give the same tokens as long as the context
+    fits in ``block_size`` (prompt + new tokens - 1 <= block_size). Beyond that, learned positions cannot be
+    shifted inside a cache: the cached version then starts again from the last ``block_size // 2`` tokens.
+    """
+    was_training = model.training
+    model.eval()
+    block = model.config.block_size
+    cache = KVCache.for_model(model, idx.size(0)) if use_cache else None
+    try:
+        for _ in range(max_new_tokens):
+            if cache is None:
+                logits = model(idx[:, -block:])
+            elif cache.length == 0:  # the prefill: the whole prompt at once
+                logits = model(idx[:, -block:], cache)
+            elif cache.length >= block:  # full: start again from the last half block
+                cache.reset()
+                logits = model(idx[:, -(block // 2):], cache)
+            else:
+                logits = model(idx[:, -1:], cache)
+            nxt = sample_next(logits[:, -1], temperature, top_k, top_p, generator)
+            idx = torch.cat([idx, nxt], dim=1)
+    finally:
+        model.train(was_training)
+    return idx
