@@ -21,12 +21,11 @@
 # `raise NotImplementedError(...)` with your code and run the check cell right below it: it compares your
 # function with the reference on random inputs and, when they differ, names the most likely mistake.
 #
-# **Runtime** (whole notebook, measured with `amla run`/`amla bench 04` on 2 CPU cores): smoke profile 6 s on an
-# idle machine (17 to 51 s while shared); cpu profile about 16 min, measured while the 2 cores were shared with two
-# other notebook runs (load average 5 to 7), so expect less on an idle machine. Of the cpu run, training took 104 s
-# for the main model, 154 s for the three position variants and 11 min for the three deep stacks of section 6 (the
-# same three runs took 33 s, 30 s and 30 s in a separate single-threaded run). The `gpu` profile trains a wider model
-# on longer sequences.
+# **Runtime** (whole notebook, measured with `amla bench 04` on an idle 2-core CPU): smoke profile about 6 s,
+# cpu profile about 75 s (the reversal model itself trains in about 4 s; most of the rest is the
+# position-encoding comparison and the three deep stacks of section 6). On a machine whose cores are busy with
+# other jobs the same run took up to 16 min: torch's threads compete badly for shared cores. The `gpu` profile
+# trains a wider model on longer sequences.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. From one head to many

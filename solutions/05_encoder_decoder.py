@@ -21,11 +21,11 @@
 # `raise NotImplementedError(...)` with your code and run the check cell right below it: it compares your
 # function with the reference on random inputs and, when they differ, names the most likely mistake.
 #
-# **Runtime** (whole notebook, measured by executing it with `amla run 05` on 2 CPU cores): smoke profile about 8 s;
-# cpu profile about 6 min 40 s, of which about 5 min are three
-# training runs: addition with reversed results (1,200 steps, about 90 s, 100 % exact match on 2,000 held-out sums),
-# the same in the usual digit order (about 75 s) and Hour 03's dates (600 steps, about 150 s). Measured with one
-# thread (`OMP_NUM_THREADS=1`) on a machine shared with other jobs; an idle machine is faster.
+# **Runtime** (whole notebook, measured with `amla bench 05` on an idle 2-core CPU): smoke profile about 6 s; cpu
+# profile about 2 min 50 s, of which about 2 min 15 s are three training runs: addition with reversed results
+# (1,200 steps, about 37 s, 100 % exact match on 2,000 held-out sums), the same in the usual digit order (about
+# 39 s) and Hour 03's dates (600 steps, about 58 s). On a machine whose cores are busy with other jobs it can take
+# several times longer.
 # The `gpu` profile trains a wider, deeper model on more data for more steps.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -289,9 +289,9 @@ for name, tr in [("reversed", trainer), ("usual order", plain_trainer)]:
     print(f"{name:>12}: " + "  ".join(f"step {s}: {v:.1%}" for s, v in zip(steps, values)))
 
 # %% [markdown]
-# What we measured (cpu profile): with reversed results the validation exact match jumps from 4 %
-# to 99.8 % between steps 300 and 600 and the test sums come out 100 % right; in the usual order the model is at 57 %
-# after 600 steps, 97 % after 1,200, and 97.3 % on the test sums. The same network learns both, but the usual
+# What we measured (cpu profile; the history printed above gives every step): with reversed results the validation
+# exact match jumps to nearly 100 % within a few hundred steps and the test sums come out 100 % right; in the usual
+# order the model learns far more slowly and ends at 97.45 % on the test sums. The same network learns both, but the usual
 # order is harder: its first digit depends on every carry below it (question 6).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -365,7 +365,7 @@ for name, m, (s, t) in [("reversed", model, (src_test, tgt_test)), ("usual order
 
 # %% [markdown]
 # Measured (cpu profile): the reversed model is already at 100 % with greedy decoding, so a beam has nothing to add.
-# For the usual-order model a beam of 4 lifts the test exact match from 97.30 % to 97.60 % (97.55 % with $\alpha = 1$):
+# For the usual-order model a beam of 4 lifts the test exact match from 97.45 % to 97.80 % (97.85 % with $\alpha = 1$):
 # a few sums whose greedy first digit was wrong are rescued by a second beam that started with the right one. The
 # beam costs about four times the decoding time. Here all outputs of one question have nearly the same length, so
 # length normalisation hardly matters; in translation, where outputs of very different lengths compete, it does.
@@ -424,7 +424,7 @@ print("  ".join(f"digit {k}: {sum(v) / len(v):.0%}" for k, v in mass.items()), f
 
 # %% [markdown]
 # Measured (cpu profile): on average 90 % of the last layer's cross-attention of an output digit lies on the two
-# input digits it is the sum of (99 % for the units digit, 86 to 88 % for the others). The rest looks mostly at
+# input digits it is the sum of. The rest looks mostly at
 # the neighbouring digits, where the carry comes from. Nobody told the model where the digits of the operands are:
 # with operands of different lengths it has to find digit $k$ from the right of each by content and position.
 
@@ -450,7 +450,7 @@ date_hits = exact_match(date_model, *date_test)
 print(f"held-out exact match on dates: {date_hits.float().mean():.2%} of {len(date_hits)}")
 
 # %% [markdown]
-# Measured (cpu profile): 99.3 % of the 2,000 held-out dates, against 100 % for Hour 03's GRU with attention after
+# Measured (cpu profile): 99.45 % of the 2,000 held-out dates, against 100 % for Hour 03's GRU with attention after
 # the same 600 steps. So on this small task, at this budget, the
 # Transformer is not better than the GRU; one plausible reason is that a recurrence reads the characters in order by
 # construction, while the Transformer must learn order from its position encodings. Its strengths lie elsewhere: it
