@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from amla.errors import shape_text
 from amla.nn import LearnedPositionalEncoding, SinusoidalPositionalEncoding, TransformerBlock, TransformerEncoder
 from amla.tasks import BOS_ID, EOS_ID, PAD_ID
 
@@ -39,13 +40,9 @@ __all__ = [
 ]
 
 
-def _shape(t: object) -> str:
-    return str(tuple(t.shape)) if isinstance(t, Tensor) else type(t).__name__
-
-
 def _ids(name: str, t: object) -> Tensor:
     if not isinstance(t, Tensor) or t.dim() != 2 or t.is_floating_point():
-        raise ValueError(f"{name} must be integer ids [B, T], got {_shape(t)}")
+        raise ValueError(f"{name} must be integer ids [B, T], got {shape_text(t)}")
     return t
 
 
@@ -141,7 +138,7 @@ def label_smoothed_cross_entropy(logits: Tensor, targets: Tensor, smoothing: flo
     if not isinstance(logits, Tensor) or logits.dim() < 2 or not isinstance(targets, Tensor) or \
             logits.shape[:-1] != targets.shape:
         raise ValueError(f"label_smoothed_cross_entropy: logits [..., V] and targets [...] must agree, got "
-                         f"{_shape(logits)} and {_shape(targets)}")
+                         f"{shape_text(logits)} and {shape_text(targets)}")
     if not 0.0 <= smoothing < 1.0:
         raise ValueError(f"label_smoothed_cross_entropy: smoothing must be in [0, 1), got {smoothing!r}")
     logp = logits.float().log_softmax(dim=-1).reshape(-1, logits.shape[-1])
@@ -265,7 +262,7 @@ def exact_match(model: EncoderDecoder, src: Tensor, tgt: Tensor, batch_size: int
     ``beam_size=1``: greedy decoding; larger: ``beam_search``.
     """
     if src.shape[0] != tgt.shape[0]:
-        raise ValueError(f"exact_match: src {_shape(src)} and tgt {_shape(tgt)} must have the same number of rows")
+        raise ValueError(f"exact_match: src {shape_text(src)} and tgt {shape_text(tgt)} must have the same number of rows")
     hits = []
     for s, t in _eval_batches(model, (src, tgt), batch_size):
         if beam_size == 1:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from amla.attention import causal_mask, scaled_dot_product_attention
+from amla.errors import shape_text
 
 __all__ = [
     "FeedForward",
@@ -39,10 +40,6 @@ __all__ = [
     "sinusoidal_table",
     "split_heads",
 ]
-
-
-def _shape(t: object) -> str:
-    return str(tuple(t.shape)) if isinstance(t, Tensor) else type(t).__name__
 
 
 def _positive_int(owner: str, name: str, n: object) -> int:
@@ -62,7 +59,7 @@ def split_heads(x: Tensor, n_heads: int) -> Tensor:
     """
     _positive_int("split_heads", "n_heads", n_heads)
     if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[-1] % n_heads:
-        raise ValueError(f"split_heads: x must be [B, T, D] with D divisible by n_heads={n_heads}, got {_shape(x)}")
+        raise ValueError(f"split_heads: x must be [B, T, D] with D divisible by n_heads={n_heads}, got {shape_text(x)}")
     b, t, d = x.shape
     return x.view(b, t, n_heads, d // n_heads).transpose(1, 2)
 
@@ -70,7 +67,7 @@ def split_heads(x: Tensor, n_heads: int) -> Tensor:
 def merge_heads(x: Tensor) -> Tensor:
     """``[B, H, T, d_head] -> [B, T, H*d_head]``, the inverse of ``split_heads``."""
     if not isinstance(x, Tensor) or x.dim() != 4:
-        raise ValueError(f"merge_heads: x must be [B, H, T, d_head], got {_shape(x)}")
+        raise ValueError(f"merge_heads: x must be [B, H, T, d_head], got {shape_text(x)}")
     b, h, t, dh = x.shape
     return x.transpose(1, 2).reshape(b, t, h * dh)
 
@@ -93,7 +90,7 @@ def sinusoidal_table(max_len: int, d_model: int) -> Tensor:
 
 def _check_positions(owner: str, x: Tensor, d_model: int, max_len: int, offset: int) -> None:
     if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[-1] != d_model:
-        raise ValueError(f"{owner}: x must be [B, T, {d_model}], got {_shape(x)}")
+        raise ValueError(f"{owner}: x must be [B, T, {d_model}], got {shape_text(x)}")
     if offset < 0 or offset + x.shape[1] > max_len:
         raise ValueError(f"{owner}: positions {offset}..{offset + x.shape[1] - 1} exceed max_len={max_len}")
 
@@ -156,7 +153,7 @@ class RotaryEmbedding(nn.Module):
     def rotate(self, x: Tensor, offset: int = 0) -> Tensor:
         """Rotate ``x [..., T, d_head]`` as if its positions were ``offset .. offset + T - 1``."""
         if not isinstance(x, Tensor) or x.dim() < 2 or x.shape[-1] != self.d_head:
-            raise ValueError(f"RotaryEmbedding: expected [..., T, {self.d_head}], got {_shape(x)}")
+            raise ValueError(f"RotaryEmbedding: expected [..., T, {self.d_head}], got {shape_text(x)}")
         t = x.shape[-2]
         if offset < 0 or offset + t > self.max_len:
             raise ValueError(f"RotaryEmbedding: positions {offset}..{offset + t - 1} exceed max_len={self.max_len}")
@@ -183,7 +180,7 @@ class RotaryEmbedding(nn.Module):
 
 def _head_mask(mask: Tensor, scores_shape: tuple[int, int, int, int]) -> Tensor:
     if not isinstance(mask, Tensor) or (mask.dtype != torch.bool and not mask.is_floating_point()):
-        raise TypeError(f"mask must be a bool (True = may attend) or float (additive) tensor, got {_shape(mask)}")
+        raise TypeError(f"mask must be a bool (True = may attend) or float (additive) tensor, got {shape_text(mask)}")
     if mask.dim() == 3:  # [B, Tq or 1, Tk]: one mask for all the heads
         mask = mask[:, None]
     try:
@@ -191,7 +188,7 @@ def _head_mask(mask: Tensor, scores_shape: tuple[int, int, int, int]) -> Tensor:
     except RuntimeError:
         ok = False
     if not ok:
-        raise ValueError(f"mask of shape {_shape(mask)} does not broadcast to the scores [B, H, Tq, Tk] = "
+        raise ValueError(f"mask of shape {shape_text(mask)} does not broadcast to the scores [B, H, Tq, Tk] = "
                          f"{scores_shape}")
     return mask
 
@@ -236,10 +233,10 @@ class MultiHeadAttention(nn.Module):
         adds a causal mask (bottom-right aligned, so it also works for the last Tq of Tk positions).
         """
         if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[-1] != self.d_model:
-            raise ValueError(f"MultiHeadAttention: x must be [B, Tq, {self.d_model}], got {_shape(x)}")
+            raise ValueError(f"MultiHeadAttention: x must be [B, Tq, {self.d_model}], got {shape_text(x)}")
         kv = x if kv is None else kv
         if not isinstance(kv, Tensor) or kv.dim() != 3 or kv.shape[-1] != self.d_model or kv.shape[0] != x.shape[0]:
-            raise ValueError(f"MultiHeadAttention: kv must be [B={x.shape[0]}, Tk, {self.d_model}], got {_shape(kv)}")
+            raise ValueError(f"MultiHeadAttention: kv must be [B={x.shape[0]}, Tk, {self.d_model}], got {shape_text(kv)}")
         q = split_heads(self.q_proj(x), self.n_heads)
         k = split_heads(self.k_proj(kv), self.n_heads)
         v = split_heads(self.v_proj(kv), self.n_heads)
@@ -373,7 +370,7 @@ class TransformerEncoder(nn.Module):
     def forward(self, tokens: Tensor, mask: Tensor | None = None,
                 need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
         if not isinstance(tokens, Tensor) or tokens.dim() != 2 or tokens.is_floating_point():
-            raise ValueError(f"TransformerEncoder: tokens must be integer ids [B, T], got {_shape(tokens)}")
+            raise ValueError(f"TransformerEncoder: tokens must be integer ids [B, T], got {shape_text(tokens)}")
         if tokens.shape[1] > self.max_len:
             raise ValueError(f"TransformerEncoder: sequence length {tokens.shape[1]} exceeds max_len={self.max_len}")
         x = self.embed(tokens)

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from amla.errors import shape_text
 from amla.tasks import BOS_ID, EOS_ID, PAD_ID
 
 __all__ = [
@@ -46,10 +47,6 @@ __all__ = [
 ]
 
 
-def _shape(t: object) -> str:
-    return str(tuple(t.shape)) if isinstance(t, torch.Tensor) else type(t).__name__
-
-
 # --- additive attention ---------------------------------------------------------------------------
 
 
@@ -67,20 +64,20 @@ def _attend(q_proj: torch.Tensor, k_proj: torch.Tensor, values: torch.Tensor, v:
 def _check_attention(query: torch.Tensor, keys: torch.Tensor, W_q: torch.Tensor, W_k: torch.Tensor,
                      v: torch.Tensor, mask: torch.Tensor | None) -> None:
     if not isinstance(query, torch.Tensor) or query.dim() != 2:
-        raise ValueError(f"additive_attention: query must be [B, Dq], got {_shape(query)}")
+        raise ValueError(f"additive_attention: query must be [B, Dq], got {shape_text(query)}")
     if not isinstance(keys, torch.Tensor) or keys.dim() != 3 or keys.shape[0] != query.shape[0]:
-        raise ValueError(f"additive_attention: keys must be [B, S, Dk] with B={query.shape[0]}, got {_shape(keys)}")
+        raise ValueError(f"additive_attention: keys must be [B, S, Dk] with B={query.shape[0]}, got {shape_text(keys)}")
     a = v.shape[0] if isinstance(v, torch.Tensor) and v.dim() == 1 else None
     if a is None:
-        raise ValueError(f"additive_attention: v must be a vector [A], got {_shape(v)}")
+        raise ValueError(f"additive_attention: v must be a vector [A], got {shape_text(v)}")
     if not isinstance(W_q, torch.Tensor) or tuple(W_q.shape) != (query.shape[1], a):
-        raise ValueError(f"additive_attention: W_q must be [Dq, A] = {(query.shape[1], a)}, got {_shape(W_q)}")
+        raise ValueError(f"additive_attention: W_q must be [Dq, A] = {(query.shape[1], a)}, got {shape_text(W_q)}")
     if not isinstance(W_k, torch.Tensor) or tuple(W_k.shape) != (keys.shape[2], a):
-        raise ValueError(f"additive_attention: W_k must be [Dk, A] = {(keys.shape[2], a)}, got {_shape(W_k)}")
+        raise ValueError(f"additive_attention: W_k must be [Dk, A] = {(keys.shape[2], a)}, got {shape_text(W_k)}")
     if mask is not None and (not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool
                              or tuple(mask.shape) != tuple(keys.shape[:2])):
         raise ValueError(f"additive_attention: mask must be a bool tensor [B, S] = {tuple(keys.shape[:2])} "
-                         f"(True at real tokens), got {_shape(mask)}"
+                         f"(True at real tokens), got {shape_text(mask)}"
                          + (f" of {mask.dtype}" if isinstance(mask, torch.Tensor) else ""))
 
 
@@ -139,7 +136,7 @@ class Encoder(nn.Module):
     def forward(self, src: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if src.dim() != 2 or tuple(mask.shape) != tuple(src.shape):
             raise ValueError(f"Encoder: src must be ids [B, S] with a mask of the same shape, got src "
-                             f"{_shape(src)} and mask {_shape(mask)}")
+                             f"{shape_text(src)} and mask {shape_text(mask)}")
         lengths = mask.sum(1)
         if bool((lengths == 0).any()):
             raise ValueError("Encoder: every source needs at least one non-padding token; found an empty one")
@@ -251,7 +248,7 @@ class Seq2Seq(nn.Module):
 def _teacher_forced(decoder: nn.Module, state: torch.Tensor, memory: Memory, targets: torch.Tensor
                     ) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
     if targets.dim() != 2:
-        raise ValueError(f"targets must be ids [B, T], got {_shape(targets)}")
+        raise ValueError(f"targets must be ids [B, T], got {shape_text(targets)}")
     prev = torch.full((targets.shape[0],), BOS_ID, dtype=torch.long, device=targets.device)
     logits, weights = [], []
     for t in range(targets.shape[1]):
@@ -317,7 +314,7 @@ def greedy_decode(model: Seq2Seq, src: torch.Tensor, max_len: int) -> tuple[torc
     weights [B, L, S] of each step (None for a decoder without attention).
     """
     if src.dim() != 2:
-        raise ValueError(f"greedy_decode: src must be ids [B, S], got {_shape(src)}")
+        raise ValueError(f"greedy_decode: src must be ids [B, S], got {shape_text(src)}")
     if not isinstance(max_len, int) or max_len < 1:
         raise ValueError(f"greedy_decode: max_len must be a positive int, got {max_len!r}")
     state, memory = model.encode(src)
@@ -340,7 +337,7 @@ def greedy_decode(model: Seq2Seq, src: torch.Tensor, max_len: int) -> tuple[torc
 def exact_match(model: Seq2Seq, src: torch.Tensor, tgt: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Per example, whether greedy decoding reproduces the target exactly (up to and including ``<eos>``): bool [N]."""
     if src.shape[0] != tgt.shape[0]:
-        raise ValueError(f"exact_match: src {_shape(src)} and tgt {_shape(tgt)} must have the same number of rows")
+        raise ValueError(f"exact_match: src {shape_text(src)} and tgt {shape_text(tgt)} must have the same number of rows")
     hits = []
     for s, t in _eval_batches(model, src, tgt, batch_size):
         pred, _ = greedy_decode(model, s, t.shape[1])
@@ -359,7 +356,7 @@ def monotone_fraction(weights: torch.Tensor, groups: Sequence[Sequence[int]] | N
     if weights.dim() == 2:
         weights = weights.unsqueeze(0)
     if weights.dim() != 3:
-        raise ValueError(f"monotone_fraction: weights must be [N, T, S] or [T, S], got {_shape(weights)}")
+        raise ValueError(f"monotone_fraction: weights must be [N, T, S] or [T, S], got {shape_text(weights)}")
     groups = [range(weights.shape[1])] if groups is None else groups
     pairs = [(g[k], g[k + 1]) for g in groups for k in range(len(g) - 1)]
     if not pairs or not all(0 <= t < weights.shape[1] for pair in pairs for t in pair):
