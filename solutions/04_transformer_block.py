@@ -15,14 +15,15 @@
 #   **learned**, and **rotary (RoPE)**, the modern default;
 # - assemble a **Transformer block** from LayerNorm, residual connections, a feed-forward net and dropout, in the
 #   **pre-norm** and the **post-norm** arrangement, and measure why pre-norm won;
-# - train an encoder to reverse held-out sequences perfectly and read its attention maps **head by head**.
+# - train an encoder to reverse held-out sequences perfectly, read its attention maps **head by head**, and test
+#   what a map suggests by **removing heads**.
 #
 # **How the exercises work.** Each exercise is a function with a `# YOUR CODE HERE` line. Replace the
 # `raise NotImplementedError(...)` with your code and run the check cell right below it: it compares your
 # function with the reference on random inputs and, when they differ, names the most likely mistake.
 #
 # **Runtime** (whole notebook, measured with `amla bench 04` on an idle 2-core CPU): smoke profile about 6 s,
-# cpu profile about 75 s (the reversal model itself trains in about 4 s; most of the rest is the
+# cpu profile about 70 s (66 s measured; the reversal model itself trains in about 5 s, and most of the rest is the
 # position-encoding comparison and the three deep stacks of section 6). On a machine whose cores are busy with
 # other jobs the same run took up to 16 min: torch's threads compete badly for shared cores. The `gpu` profile
 # trains a wider model on longer sequences.
@@ -455,10 +456,10 @@ for pos, (seq, tok) in position_results.items():
 #   index, and both hand it over directly.
 # - **RoPE** is far behind after the same number of steps (0 % of the sequences, 47 % of the tokens). It only tells
 #   attention the *offset* between a query and a key, and here the key a position needs (offset $T - 1 - 2i$)
-#   depends on where the query is. The model has to work out its absolute position indirectly, from where the sequence begins and ends. In a causal
-#   language model the mask itself gives that away, and relative offsets are exactly what next-token prediction
-#   needs, which is why RoPE is the modern default *there*. Positional encodings are an inductive bias: pick the
-#   one that matches what the task needs.
+#   depends on where the query is. The model has to work out its absolute position indirectly, from where the
+#   sequence begins and ends. In a causal language model the mask itself gives that away, and relative offsets are
+#   exactly what next-token prediction needs, which is why RoPE is the modern default *there*. Positional encodings
+#   are an inductive bias: pick the one that matches what the task needs.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. Pre-norm against post-norm
@@ -546,6 +547,42 @@ viewer.select(layer=best_layer, head=best_head, query=0)
 # four heads of the second layer put 86 to 90 % there: the first layer prepares the queries and keys, the second
 # does the reversal by looking the mirror token up.
 #
+# ### What a map does not tell you
+#
+# An attention map shows where a head **reads**. It does not show what the head writes, nor whether the layers
+# after it use what it wrote: that depends on the values and the output projection, which the map leaves out. From
+# the second layer on, "position 3" is no longer token 3 but a mixture the first layer made. And two heads can do
+# the same job, so that neither is needed. Maps are a good place to start looking, not yet an explanation.
+#
+# The direct test is to **remove** a head and measure again. `amla.ablation.heads_removed` sets a head's slice of
+# the merged heads to zero just before the output projection: that head's contribution disappears and the other
+# heads are untouched. We remove each head on its own, then all heads of a layer at once.
+
+# %%
+from amla.ablation import heads_removed
+
+
+def accuracy_without(layer, heads):
+    """Held-out sequence accuracy with ``heads`` of ``layer`` switched off."""
+    with heads_removed(model.encoder.blocks[layer].self_attn.out_proj, heads, n_heads=S.heads):
+        return accuracy(model, x_test, y_test)[0]
+
+
+ablation = {}
+for layer in range(len(model.encoder.blocks)):
+    one_by_one = [accuracy_without(layer, [h]) for h in range(S.heads)]
+    ablation[layer] = (one_by_one, accuracy_without(layer, range(S.heads)))
+    print(f"layer {layer}: one head removed: " + " ".join(f"{a:.1%}" for a in one_by_one)
+          + f" | all {S.heads} removed: {ablation[layer][1]:.1%}   (nothing removed: {test_seq_acc:.1%})")
+
+# %% [markdown]
+# In the cpu run the maps and the ablations disagree. Each head of the second layer looks like *the* reversing head
+# (86 to 90 % of its weight on the mirror position), yet removing any one of them leaves 99.7 % or more of the
+# held-out sequences right: the four do the same job, and the other three cover for the missing one. Only
+# removing all four breaks the model (0 %). The first-layer heads, whose maps look unremarkable (15 to 19 % on the
+# mirror), are each needed: without a single one of them the accuracy falls to between 49.4 % and 98.5 %, and
+# without all of them to 0 %. Read a map as a hypothesis about what a head does, and test it by removing the head.
+#
 # The hour's numbers, collected by `amla bench 04` (the cpu target: 100 % of the held-out sequences reversed; your
 # MHA equal to `nn.MultiheadAttention` within $10^{-5}$):
 
@@ -563,6 +600,9 @@ amla.report(
     **{f"deep_seq_acc_{key}": acc[0] for key, (_, acc) in deep_runs.items()},
     **{f"deep_final_loss_{key}": run.history.train[-1]["loss"] for key, (run, _) in deep_runs.items()},
     mirror_mass_best_head=mirror_mass.max().item(),
+    **{f"ablate_layer{layer}_min_single": min(alone) for layer, (alone, _) in ablation.items()},
+    **{f"ablate_layer{layer}_max_single": max(alone) for layer, (alone, _) in ablation.items()},
+    **{f"ablate_layer{layer}_all": everything for layer, (_, everything) in ablation.items()},
 )
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -582,6 +622,8 @@ amla.report(
 # 7. Post-norm without warm-up collapsed to a loss of $\ln 10$. What does a model with that loss predict, and why is
 #    it a stable place to get stuck?
 # 8. Name two things the final LayerNorm of a pre-norm stack is for.
+# 9. Removing any one second-layer head barely changes the accuracy, removing all four destroys it. Does that make
+#    each of those heads unimportant? What does zeroing a head's output assume, and what could you do instead?
 
 # %% [markdown] tags=["answer"]
 # 1. $4 d^2 + 4d = 4 \cdot 512^2 + 2048 = 1{,}050{,}624$, the same for 16 heads: the heads share the $d$ features
@@ -610,6 +652,12 @@ amla.report(
 # 8. In pre-norm the residual stream is a sum of all blocks' outputs and its scale grows with depth; the final
 #    LayerNorm normalises it before the output layer. It also gives the last block's contribution the same
 #    treatment every block's input gets (each branch only ever sees normalised inputs, and so does the head).
+# 9. No: together they are essential, but they are redundant, so one at a time each looks unimportant. Single-head
+#    ablation underrates heads that share a job; removing groups of heads (all of a layer, or pairs) shows it.
+#    Zeroing assumes that 0 is a neutral output, but the next layers never saw a zero from that head in training,
+#    so the damage may partly come from the unusual input rather than from the missing information. Replacing the
+#    head's output by its *mean* over many inputs (mean ablation) keeps the typical value and removes only the
+#    information that depends on the input.
 
 # %% [markdown]
 # **Next hour:** the encoder-decoder Transformer: a causal decoder with cross-attention to this hour's encoder.

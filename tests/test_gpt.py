@@ -96,6 +96,15 @@ def test_generate_restores_training_mode_and_dropout_is_off_in_eval():
     torch.testing.assert_close(m(x), m(x))
 
 
+def test_generated_tokens_can_be_trained_on():
+    """generate runs under inference_mode; what it returns must still be an ordinary tensor for autograd."""
+    m = _model().train()
+    out = generate(m, torch.zeros(2, 1, dtype=torch.long), 5)
+    assert not out.is_inference()
+    F.cross_entropy(m(out[:, :-1]).flatten(0, 1), out[:, 1:].flatten()).backward()
+    assert m.tok_emb.weight.grad is not None
+
+
 def test_sampling():
     logits = torch.tensor([[0.0, 3.0, 1.0, 2.0]])
     assert sample_next(logits, temperature=0.0).item() == 1

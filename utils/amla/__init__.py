@@ -7,6 +7,9 @@ Small and explicit on purpose: each module is something a student does in the co
 - ``amla.precision``: mixed precision (autocast dtype, autocast, GradScaler), a no-op on the CPU
 - ``amla.attention``: softmax, scaled dot-product attention, masks (Hour 02)
 - ``amla.tasks``, ``amla.seq2seq``: sequence tasks made in code; the GRU encoder-decoder with attention (Hour 03)
+- ``amla.nn``, ``amla.encoder_decoder``: multi-head attention and the Transformer (Hours 04-05)
+- ``amla.text``, ``amla.gpt``: corpora, character and BPE tokenizers; a small GPT with a KV cache (Hour 06)
+- ``amla.ablation``: switch attention heads off to test what an attention map suggests (Hours 04, 06)
 - ``amla.checkpoint``: atomic checkpoints loaded with ``weights_only=True``
 - ``amla.views``: matplotlib figures, interactive views with a static fallback, the live dashboard
 - ``amla.checks``: the self-checks of the exercises
@@ -21,8 +24,8 @@ from amla.train import Callback, History, TrainConfig, Trainer
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "attention", "checkpoint", "checks", "course", "data", "encoder_decoder", "env", "gpt", "nn", "precision", "report", "seq2seq", "tasks",
-    "text", "train", "views",
+    "ablation", "attention", "checkpoint", "checks", "course", "data", "encoder_decoder", "env", "gpt", "nn",
+    "precision", "report", "seq2seq", "tasks", "text", "train", "views",
 )
 
 
