@@ -96,7 +96,8 @@ print(task.train.sources[0], "->", src_train[0].tolist(), "   ", task.train.targ
 # 3. the position-wise feed-forward network.
 #
 # A final LayerNorm and a linear layer give the logits over the target vocabulary. Cross-attention is Hour 04's
-# `MultiHeadAttention` called with `kv=memory`: nothing new to write. The whole model, `amla.encoder_decoder.EncoderDecoder`:
+# `MultiHeadAttention` called with `kv=memory`: nothing new to write. The whole model,
+# `amla.encoder_decoder.EncoderDecoder`:
 
 # %%
 import inspect
@@ -161,7 +162,8 @@ src, tgt = src_train[:8], tgt_train[:8]
 logits = model(src, tgt)
 changed = tgt.clone()
 changed[:, 2] = (changed[:, 2] + 1) % len(task.tgt_vocab)
-print("positions 0-2 unchanged after changing token 2:", torch.allclose(model(src, changed)[:, :3], logits[:, :3], atol=1e-5))
+print("positions 0-2 unchanged after changing token 2:",
+      torch.allclose(model(src, changed)[:, :3], logits[:, :3], atol=1e-5))
 print("position 3 changed:", not torch.allclose(model(src, changed)[:, 3], logits[:, 3]))
 more_padding = torch.nn.functional.pad(src, (0, 5), value=PAD_ID)
 print("5 more pads on the sources change nothing:", torch.allclose(model(more_padding, tgt), logits, atol=1e-5))
@@ -291,8 +293,8 @@ for name, tr in [("reversed", trainer), ("usual order", plain_trainer)]:
 # %% [markdown]
 # What we measured (cpu profile; the history printed above gives every step): with reversed results the validation
 # exact match jumps to nearly 100 % within a few hundred steps and the test sums come out 100 % right; in the usual
-# order the model learns far more slowly and ends at 97.45 % on the test sums. The same network learns both, but the usual
-# order is harder: its first digit depends on every carry below it (question 6).
+# order the model learns far more slowly and ends at 97.45 % on the test sums. The same network learns both, but
+# the usual order is harder: its first digit depends on every carry below it (question 6).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Greedy decoding and beam search

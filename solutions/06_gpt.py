@@ -22,8 +22,8 @@
 # **Runtime** (whole notebook, measured with `amla bench 06` on an idle 2-core CPU with tiny Shakespeare): smoke
 # profile about 7 s; cpu profile about 6 min (350 to 362 s in two runs), of which the main training with its
 # evaluations took 277 to 290 s at 19,000 to 20,000 tokens/s and reached a validation loss of 1.586. On the same
-# idle machine the speed varies by up to 10 % from run to run. The gpu profile trains a bigger model (nanoGPT's Shakespeare size); it was not measured
-# for this notebook (no GPU was available).
+# idle machine the speed varies by up to 10 % from run to run. The gpu profile trains a bigger model (nanoGPT's
+# Shakespeare size); it was not measured for this notebook (no GPU was available).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The corpus
@@ -233,10 +233,11 @@ print(f"initial loss {loss0:.3f}, ln(vocab) = {math.log(tok.vocab_size):.3f}")
 # The Trainer has both, and this run sets them explicitly:
 #
 # - `precision="auto"` runs the forward pass under **autocast**: on a GPU the matrix multiplications run in bf16
-#   (fp16 with a gradient scaler on GPUs without bf16), about twice as fast and with half the activation memory,
-#   while the weights and the optimizer stay in fp32. On a CPU the course Trainer always stays in fp32, so a
-#   notebook gives the same numbers on every CPU. (Many CPUs have no bf16 arithmetic and would only get slower; the
-#   course machine's AMD EPYC has it, and a bf16 training step of this model measured 10 to 15 % faster there.)
+#   (fp16 with a gradient scaler on GPUs without bf16), which their tensor cores run much faster than fp32, with
+#   half the activation memory, while the weights and the optimizer stay in fp32. On a CPU the course Trainer
+#   always stays in fp32, so a notebook gives the same numbers on every CPU. (Many CPUs have no bf16 arithmetic and
+#   would only get slower; the course machine's AMD EPYC has it, and a bf16 training step of this model measured
+#   10 to 15 % faster there.)
 # - `grad_accum=k` splits every batch into $k$ micro-batches of `batch` windows, divides each loss by $k$, and steps
 #   the optimizer once after adding up their gradients. It is the same update as one batch of $k \cdot$ `batch`
 #   windows, with $k$ times less activation memory: how a large batch fits in a small GPU. (The smoke profile uses
@@ -359,8 +360,8 @@ print(f"validation windows: fp32 {val_loss_fp32:.5f}, bf16 autocast {val_loss_bf
 
 # %% [markdown]
 # In the cpu run the two losses differed by 0.00002 nats: each logit moves a little, in either direction, and the
-# errors average out over thousands of predictions. Evaluating in bf16 is harmless here. The risk of low precision is in
-# *training*: an update of $10^{-4}$ to a weight of 1 is below bf16's resolution near 1 ($2^{-7} \approx 0.008$)
+# errors average out over thousands of predictions. Evaluating in bf16 is harmless here. The risk of low precision
+# is in *training*: an update of $10^{-4}$ to a weight of 1 is below bf16's resolution near 1 ($2^{-7} \approx 0.008$)
 # and would simply be lost, which is why mixed precision keeps the weights and the optimizer in fp32 and only
 # computes in bf16.
 
