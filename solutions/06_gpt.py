@@ -295,13 +295,9 @@ train_x, train_y = train_x[::spread], train_y[::spread]
 @torch.no_grad()
 def mean_loss(model, xs, ys, batch=32):
     """Mean cross-entropy over fixed windows, in eval mode (no dropout), on the model's device."""
-    dev, was_training = next(model.parameters()).device, model.training
-    model.eval()
     total = 0.0
-    for i in range(0, len(xs), batch):
-        logits = model(xs[i : i + batch].to(dev))
-        total += F.cross_entropy(logits.flatten(0, 1), ys[i : i + batch].to(dev).flatten(), reduction="sum").item()
-    model.train(was_training)
+    for x, y in amla.train.eval_batches(model, (xs, ys), batch):  # chunks on the device; the mode is restored after
+        total += F.cross_entropy(model(x).flatten(0, 1), y.flatten(), reduction="sum").item()
     return total / ys.numel()
 
 

@@ -8,7 +8,7 @@ from torch import nn
 import amla
 from amla.checkpoint import CheckpointError
 from amla.precision import autocast_dtype
-from amla.train import TrainConfig, Trainer, train_step, warmup_cosine
+from amla.train import TrainConfig, Trainer, eval_batches, train_step, warmup_cosine
 
 
 def _data(n=256, seed=0):
@@ -189,3 +189,18 @@ def test_bad_training_data_is_named():
         Trainer(_model(), (x, y), _cfg(batch_size=512), device="cpu")
     with pytest.raises(TypeError, match="tuple of tensors or a Dataset, got int"):
         Trainer(_model(), 5, _cfg(), device="cpu")
+
+
+def test_eval_batches_chunks_in_eval_mode_and_restores_the_mode():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.5)).train()
+    a, b = torch.arange(10).view(5, 2), torch.arange(5)
+    chunks = []
+    for x, y in eval_batches(model, (a, b), 2):
+        assert not model.training
+        chunks.append((x, y))
+    assert model.training
+    assert [len(y) for _, y in chunks] == [2, 2, 1]
+    assert torch.equal(torch.cat([x for x, _ in chunks]), a) and torch.equal(torch.cat([y for _, y in chunks]), b)
+    for _ in eval_batches(model, (a,), 2):
+        break  # leaving early still restores the mode (once the generator is closed)
+    assert model.training

@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from amla.errors import shape_text
 from amla.nn import LearnedPositionalEncoding, SinusoidalPositionalEncoding, TransformerBlock, TransformerEncoder
 from amla.tasks import BOS_ID, EOS_ID, PAD_ID
+from amla.train import eval_batches
 
 __all__ = [
     "EncoderDecoder",
@@ -243,17 +244,6 @@ def beam_search(model: EncoderDecoder, src: Tensor, max_len: int, beam_size: int
     return tokens[torch.arange(b), best], normalised[torch.arange(b), best]
 
 
-def _eval_batches(model: nn.Module, tensors: Sequence[Tensor], batch_size: int) -> Iterator[list[Tensor]]:
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    try:
-        for i in range(0, tensors[0].shape[0], batch_size):
-            yield [t[i : i + batch_size].to(device) for t in tensors]
-    finally:
-        model.train(was_training)
-
-
 @torch.no_grad()
 def exact_match(model: EncoderDecoder, src: Tensor, tgt: Tensor, batch_size: int = 500, beam_size: int = 1,
                 length_penalty: float = 0.0) -> Tensor:
@@ -264,7 +254,7 @@ def exact_match(model: EncoderDecoder, src: Tensor, tgt: Tensor, batch_size: int
     if src.shape[0] != tgt.shape[0]:
         raise ValueError(f"exact_match: src {shape_text(src)} and tgt {shape_text(tgt)} must have the same number of rows")
     hits = []
-    for s, t in _eval_batches(model, (src, tgt), batch_size):
+    for s, t in eval_batches(model, (src, tgt), batch_size):
         if beam_size == 1:
             pred = greedy_decode(model, s, t.shape[1])
         else:

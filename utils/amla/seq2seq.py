@@ -19,7 +19,7 @@ that is True at real tokens and False at padding, like the boolean ``attn_mask``
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +28,7 @@ from torch import nn
 
 from amla.errors import shape_text
 from amla.tasks import BOS_ID, EOS_ID, PAD_ID
+from amla.train import eval_batches
 
 __all__ = [
     "AdditiveAttention",
@@ -273,24 +274,10 @@ def alignments(model: Seq2Seq, src: torch.Tensor, tgt: torch.Tensor, batch_size:
     if not isinstance(getattr(model.decoder, "attention", None), AdditiveAttention):
         raise TypeError(f"alignments needs a decoder with attention, got {type(model.decoder).__name__}")
     out = []
-    for s, t in _eval_batches(model, src, tgt, batch_size):
+    for s, t in eval_batches(model, (src, tgt), batch_size):
         state, memory = model.encode(s)
         out.append(torch.stack(_teacher_forced(model.decoder, state, memory, t)[1], dim=1).cpu())
     return torch.cat(out)
-
-
-def _eval_batches(
-    model: Seq2Seq, src: torch.Tensor, tgt: torch.Tensor, batch_size: int
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(src, tgt) chunks of ``batch_size`` rows on the model's device, with the model in eval mode meanwhile."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    try:
-        for i in range(0, src.shape[0], batch_size):
-            yield src[i : i + batch_size].to(device), tgt[i : i + batch_size].to(device)
-    finally:
-        model.train(was_training)
 
 
 def teacher_forcing_loss(decoder: nn.Module, state: torch.Tensor, memory: Memory, targets: torch.Tensor) -> torch.Tensor:
@@ -339,7 +326,7 @@ def exact_match(model: Seq2Seq, src: torch.Tensor, tgt: torch.Tensor, batch_size
     if src.shape[0] != tgt.shape[0]:
         raise ValueError(f"exact_match: src {shape_text(src)} and tgt {shape_text(tgt)} must have the same number of rows")
     hits = []
-    for s, t in _eval_batches(model, src, tgt, batch_size):
+    for s, t in eval_batches(model, (src, tgt), batch_size):
         pred, _ = greedy_decode(model, s, t.shape[1])
         pred = F.pad(pred, (0, t.shape[1] - pred.shape[1]), value=PAD_ID)
         hits.append((pred == t).all(dim=1).cpu())

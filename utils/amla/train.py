@@ -157,6 +157,19 @@ class Callback:
     def on_fit_end(self, trainer: "Trainer") -> None: ...
 
 
+def eval_batches(model: nn.Module, tensors: Sequence[torch.Tensor], batch_size: int) -> Iterator[list[torch.Tensor]]:
+    """Chunks of ``batch_size`` rows of each tensor, on the model's device, with the model in eval mode meanwhile
+    (its mode is restored afterwards). The loop that evaluation helpers such as ``exact_match`` share."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        for i in range(0, tensors[0].shape[0], batch_size):
+            yield [t[i : i + batch_size].to(device) for t in tensors]
+    finally:
+        model.train(was_training)
+
+
 # --- data order -------------------------------------------------------------------------------
 
 
