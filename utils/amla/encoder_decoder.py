@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from amla.attention import causal_mask
 from amla.errors import shape_text
 from amla.nn import LearnedPositionalEncoding, SinusoidalPositionalEncoding, TransformerBlock, TransformerEncoder
 from amla.tasks import BOS_ID, EOS_ID, PAD_ID
@@ -58,8 +59,7 @@ def source_mask(src: Tensor) -> Tensor:
 def decoder_mask(tgt_in: Tensor) -> Tensor:
     """Bool ``[B, 1, T, T]``: query ``i`` may attend key ``j`` iff ``j <= i`` (causal) and token ``j`` is not padding."""
     t = _ids("decoder_mask: tgt_in", tgt_in).shape[1]
-    causal = torch.ones(t, t, dtype=torch.bool, device=tgt_in.device).tril()
-    return causal & (tgt_in != PAD_ID)[:, None, None, :]
+    return causal_mask(t, device=tgt_in.device) & (tgt_in != PAD_ID)[:, None, None, :]
 
 
 def shift_right(tgt: Tensor) -> Tensor:

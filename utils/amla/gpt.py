@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from amla.attention import causal_mask
 from amla.nn import merge_heads, split_heads
 
 __all__ = [
@@ -106,7 +107,7 @@ class CausalSelfAttention(nn.Module):
         weights = None
         if need_weights:  # the explicit path: what the fused kernel computes, with the weights kept
             scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)
-            allowed = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            allowed = causal_mask(T, past + T, device=x.device, align="bottom_right")  # Hour 02's mask
             weights = scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)
             y = F.dropout(weights, p, self.training) @ v
         elif past == 0:
@@ -114,7 +115,7 @@ class CausalSelfAttention(nn.Module):
         elif T == 1:  # one new query may look at every stored position: no mask at all
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
         else:  # several new queries after a prefix: query i sees the prefix and new positions <= i
-            allowed = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            allowed = causal_mask(T, past + T, device=x.device, align="bottom_right")
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p)
         y = merge_heads(y)  # [B, T, C]
         return self.resid_drop(self.proj(y)), weights
