@@ -22,6 +22,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from amla.errors import check_int
+
 __all__ = [
     "causal_mask",
     "nadaraya_watson",
@@ -134,8 +136,7 @@ def causal_mask(
     """
     tk = tq if tk is None else tk
     for name, n in (("tq", tq), ("tk", tk)):
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"causal_mask: {name} must be an int >= 1, got {n!r}")
+        check_int("causal_mask", name, n)
     if align not in ("top_left", "bottom_right"):
         raise ValueError(f"causal_mask: align must be 'top_left' or 'bottom_right', got {align!r}")
     offset = 0 if align == "top_left" else tk - tq
@@ -156,8 +157,7 @@ def padding_mask(lengths: Tensor | Sequence[int], max_len: int | None = None) ->
         raise ValueError(f"padding_mask: lengths must be a non-empty 1-D sequence of ints, got {lengths.tolist()!r}")
     longest = int(lengths.max())
     max_len = longest if max_len is None else max_len
-    if not isinstance(max_len, int) or isinstance(max_len, bool) or max_len < 1:
-        raise ValueError(f"padding_mask: max_len must be an int >= 1, got {max_len!r}")
+    check_int("padding_mask", "max_len", max_len)
     if int(lengths.min()) < 0 or longest > max_len:
         raise ValueError(f"padding_mask: lengths {lengths.tolist()} must lie in 0..max_len={max_len}")
     positions = torch.arange(max_len, device=lengths.device)

@@ -8,3 +8,11 @@ from torch import Tensor
 def shape_text(t: object) -> str:
     """``(2, 5, 8)`` for a tensor, else the type's name, for messages like ``q (2, 5, 8) but k list``."""
     return str(tuple(t.shape)) if isinstance(t, Tensor) else type(t).__name__
+
+
+def check_int(owner: str, name: str, value: object, least: int = 1) -> int:
+    """``value`` if it is an int (not a bool) >= ``least``; else a one-line ``ValueError`` naming ``owner``,
+    ``name``, the bound and the value: ``split_heads: n_heads must be an int >= 1, got 0``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        raise ValueError(f"{owner}: {name} must be an int >= {least}, got {value!r}")
+    return value

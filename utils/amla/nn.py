@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from amla.attention import causal_mask, scaled_dot_product_attention
-from amla.errors import shape_text
+from amla.errors import check_int, shape_text
 
 __all__ = [
     "FeedForward",
@@ -42,12 +42,6 @@ __all__ = [
 ]
 
 
-def _positive_int(owner: str, name: str, n: object) -> int:
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"{owner}: {name} must be an int >= 1, got {n!r}")
-    return n
-
-
 # --- heads -------------------------------------------------------------------------------------------
 
 
@@ -57,7 +51,7 @@ def split_heads(x: Tensor, n_heads: int) -> Tensor:
     The order matters: ``x.view(B, T, H, d_head).transpose(1, 2)``. Viewing straight as ``[B, H, T, d_head]``
     would mix positions into the heads.
     """
-    _positive_int("split_heads", "n_heads", n_heads)
+    check_int("split_heads", "n_heads", n_heads)
     if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[-1] % n_heads:
         raise ValueError(f"split_heads: x must be [B, T, D] with D divisible by n_heads={n_heads}, got {shape_text(x)}")
     b, t, d = x.shape
@@ -77,8 +71,8 @@ def merge_heads(x: Tensor) -> Tensor:
 
 def sinusoidal_table(max_len: int, d_model: int) -> Tensor:
     """``[max_len, d_model]``: ``PE[p, 2i] = sin(p / 10000^(2i/d))``, ``PE[p, 2i+1] = cos(p / 10000^(2i/d))``."""
-    _positive_int("sinusoidal_table", "max_len", max_len)
-    if _positive_int("sinusoidal_table", "d_model", d_model) % 2:
+    check_int("sinusoidal_table", "max_len", max_len)
+    if check_int("sinusoidal_table", "d_model", d_model) % 2:
         raise ValueError(f"sinusoidal_table: d_model must be even, got {d_model}")
     pos = torch.arange(max_len, dtype=torch.float64)[:, None]
     freq = 10000.0 ** (-torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)
@@ -119,8 +113,8 @@ class LearnedPositionalEncoding(nn.Module):
 
     def __init__(self, d_model: int, max_len: int, init_std: float = 1.0) -> None:
         super().__init__()
-        self.d_model = _positive_int("LearnedPositionalEncoding", "d_model", d_model)
-        self.max_len = _positive_int("LearnedPositionalEncoding", "max_len", max_len)
+        self.d_model = check_int("LearnedPositionalEncoding", "d_model", d_model)
+        self.max_len = check_int("LearnedPositionalEncoding", "max_len", max_len)
         self.embedding = nn.Embedding(max_len, d_model)
         nn.init.normal_(self.embedding.weight, std=init_std)
 
@@ -142,9 +136,9 @@ class RotaryEmbedding(nn.Module):
 
     def __init__(self, d_head: int, max_len: int, base: float = 10000.0) -> None:
         super().__init__()
-        if _positive_int("RotaryEmbedding", "d_head", d_head) % 2:
+        if check_int("RotaryEmbedding", "d_head", d_head) % 2:
             raise ValueError(f"RotaryEmbedding: d_head must be even, got {d_head}")
-        self.d_head, self.max_len, self.base = d_head, _positive_int("RotaryEmbedding", "max_len", max_len), base
+        self.d_head, self.max_len, self.base = d_head, check_int("RotaryEmbedding", "max_len", max_len), base
         freq = base ** (-torch.arange(0, d_head, 2, dtype=torch.float64) / d_head)  # [d_head / 2]
         angle = torch.arange(max_len, dtype=torch.float64)[:, None] * freq  # [max_len, d_head / 2]
         self.register_buffer("cos", angle.cos().float(), persistent=False)
@@ -202,8 +196,8 @@ class MultiHeadAttention(nn.Module):
 
     def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True) -> None:
         super().__init__()
-        _positive_int("MultiHeadAttention", "d_model", d_model)
-        _positive_int("MultiHeadAttention", "n_heads", n_heads)
+        check_int("MultiHeadAttention", "d_model", d_model)
+        check_int("MultiHeadAttention", "n_heads", n_heads)
         if d_model % n_heads:
             raise ValueError(f"MultiHeadAttention: d_model={d_model} is not divisible by n_heads={n_heads}")
         if not 0.0 <= dropout < 1.0:
@@ -351,7 +345,7 @@ class TransformerEncoder(nn.Module):
         super().__init__()
         if pos not in ("sinusoidal", "learned", "rope", "none"):
             raise ValueError(f"TransformerEncoder: pos must be 'sinusoidal', 'learned', 'rope' or 'none', got {pos!r}")
-        _positive_int("TransformerEncoder", "n_layers", n_layers)
+        check_int("TransformerEncoder", "n_layers", n_layers)
         self.max_len, self.pos_kind = max_len, pos
         self.embed = nn.Embedding(vocab_size, d_model)
         self.pos: nn.Module | None = None

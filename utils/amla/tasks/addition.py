@@ -6,7 +6,8 @@ import random
 import string
 from dataclasses import dataclass
 
-from amla.tasks.vocab import PairSet, Vocab, check_count
+from amla.errors import check_int
+from amla.tasks.vocab import PairSet, Vocab
 
 __all__ = ["AdditionTask", "addition_task"]
 
@@ -48,7 +49,7 @@ def addition_task(
     """
     for name, value, least in [("n_train", n_train, 1), ("n_val", n_val, 0), ("n_test", n_test, 0),
                                ("seed", seed, 0), ("min_digits", min_digits, 1), ("max_digits", max_digits, 1)]:
-        check_count("addition_task", name, value, least)
+        check_int("addition_task", name, value, least)
     if not min_digits <= max_digits <= 18:
         raise ValueError(f"addition_task: need 1 <= min_digits <= max_digits <= 18, got {min_digits}..{max_digits}")
     lows = [0 if d == 1 else 10 ** (d - 1) for d in range(min_digits, max_digits + 1)]

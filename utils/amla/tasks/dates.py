@@ -12,7 +12,8 @@ import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from amla.tasks.vocab import PairSet, Vocab, check_count
+from amla.errors import check_int
+from amla.tasks.vocab import PairSet, Vocab
 
 __all__ = [
     "DATE_CHARACTERS", "DATE_END", "DATE_FORMATS", "DATE_START", "ISO_CHARACTERS", "ISO_FIELDS", "MONTHS", "WEEKDAYS",
@@ -140,7 +141,7 @@ def date_task(
     ``DATE_FORMATS``) and is its tag. The global random state is not touched.
     """
     for name, value, least in [("n_train", n_train, 1), ("n_val", n_val, 0), ("n_test", n_test, 0), ("seed", seed, 0)]:
-        check_count("date_task", name, value, least)
+        check_int("date_task", name, value, least)
     names = list(DATE_FORMATS) if formats is None else list(formats)
     unknown = [f for f in names if f not in DATE_FORMATS]
     if not names or unknown:

@@ -6,7 +6,8 @@ import random
 import string
 from dataclasses import dataclass
 
-from amla.tasks.vocab import PairSet, Vocab, check_count
+from amla.errors import check_int
+from amla.tasks.vocab import PairSet, Vocab
 
 __all__ = ["ReversalTask", "reversal_task"]
 
@@ -42,7 +43,7 @@ def reversal_task(
     for name, value, least in [("n_train", n_train, 1), ("n_val", n_val, 0), ("n_test", n_test, 0),
                                ("seed", seed, 0), ("min_len", min_len, 1), ("max_len", max_len, 1),
                                ("n_symbols", n_symbols, 2)]:
-        check_count("reversal_task", name, value, least)
+        check_int("reversal_task", name, value, least)
     alphabet = string.digits + string.ascii_lowercase
     if n_symbols > len(alphabet) or min_len > max_len:
         raise ValueError(f"reversal_task: need n_symbols <= {len(alphabet)} and min_len <= max_len, got "

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["BOS", "BOS_ID", "EOS", "EOS_ID", "PAD", "PAD_ID", "SPECIALS", "PairSet", "Vocab", "check_count"]
+__all__ = ["BOS", "BOS_ID", "EOS", "EOS_ID", "PAD", "PAD_ID", "SPECIALS", "PairSet", "Vocab"]
 
 PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
 SPECIALS = (PAD, BOS, EOS)
@@ -117,10 +117,3 @@ class PairSet:
         """The pairs for which ``keep(source, target, tag)`` is true."""
         rows = [row for row in zip(self.sources, self.targets, self.tags) if keep(*row)]
         return PairSet([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
-
-
-def check_count(task: str, name: str, value: object, least: int) -> int:
-    """``value`` if it is an int (not a bool) >= ``least``; otherwise a one-line error naming ``task`` and ``name``."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < least:
-        raise ValueError(f"{task}: {name} must be an int >= {least}, got {value!r}")
-    return value
