@@ -20,10 +20,11 @@
 # - look at what the trained heads attend to, and test what the maps suggest by switching heads off.
 #
 # **Runtime** (whole notebook, measured with `amla bench 06` on an idle 2-core CPU with tiny Shakespeare): smoke
-# profile about 7 s; cpu profile about 6 min (350 to 362 s in two runs), of which the main training with its
-# evaluations took 277 to 290 s at 19,000 to 20,000 tokens/s and reached a validation loss of 1.586. On the same
-# idle machine the speed varies by up to 10 % from run to run. The gpu profile trains a bigger model (nanoGPT's
-# Shakespeare size); it was not measured for this notebook (no GPU was available).
+# profile about 7 s; cpu profile about 5 1/2 min (331 s), of which the main training with its evaluations took
+# 264 s at about 20,000 tokens/s and reached a validation loss of 1.594. The same idle machine was at times a
+# quarter slower (a bare training step took 115-125 ms instead of 93-100 ms); the training then took 351 s and the
+# notebook 438 s. The gpu profile trains a bigger model (nanoGPT's Shakespeare size); it was not measured for this
+# notebook (no GPU was available).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The corpus
@@ -54,7 +55,7 @@ S = amla.per_profile(
                small_chars=4_000, small_embd=32, small_steps=20, small_eval_every=10,  # the overfitting run
                kv_new=64, view_chars=32, sample_chars=60, val_windows=64),  # generation, the viewer, the final eval
     cpu=dict(block=128, n_layer=4, n_head=4, n_embd=128, dropout=0.0,
-             batch=16, grad_accum=1, steps=2600, lr=3e-3, warmup=100, eval_every=250, eval_windows=48,
+             batch=16, grad_accum=1, steps=2500, lr=3e-3, warmup=100, eval_every=250, eval_windows=48,
              bpe_chars=50_000, bpe_merges=200, small_chars=20_000, small_embd=128, small_steps=400, small_eval_every=25,
              kv_new=256, view_chars=64, sample_chars=300, val_windows=None),
     gpu=dict(block=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2,
@@ -337,9 +338,10 @@ print(f"step {int(nearest['step'])}, after {seconds_at(int(nearest['step'])):.0f
       f"{nearest['val_loss']:.3f} (nanoGPT's CPU example: 1.64 at 220 s)")
 
 # %% [markdown]
-# In the cpu run this model's validation windows were at 1.61 after 232 s of training (step 2 250), a little ahead
-# of nanoGPT's 1.64 at 220 s, and the run ended at 1.59 inside the 5 minutes. The two are measured on different
-# validation samples, so read the comparison to about 0.01.
+# In the measured cpu runs the answer depended on the machine's speed at the time: about 1.61 after 220 s when it
+# trained at 20,000 tokens/s (a little ahead of nanoGPT), 1.71 when the same machine ran a quarter slower. A
+# wall-clock comparison between runs made at different times says as much about the machine as about the model;
+# the two losses are also measured on different validation samples, so read them to about 0.01.
 
 # %% [markdown]
 # **What bf16 would change.** The same validation windows through the trained model, in fp32 and under bf16
@@ -355,7 +357,7 @@ print(f"validation windows: fp32 {val_loss_fp32:.5f}, bf16 autocast {val_loss_bf
       f"(difference {val_loss_bf16 - val_loss_fp32:+.5f})")
 
 # %% [markdown]
-# In the cpu run the two losses differed by 0.00002 nats: each logit moves a little, in either direction, and the
+# In the cpu run the two losses differed by 0.0004 nats: each logit moves a little, in either direction, and the
 # errors average out over thousands of predictions. Evaluating in bf16 is harmless here. The risk of low precision
 # is in *training*: an update of $10^{-4}$ to a weight of 1 is below bf16's resolution near 1 ($2^{-7} \approx 0.008$)
 # and would simply be lost, which is why mixed precision keeps the weights and the optimizer in fp32 and only
@@ -399,9 +401,9 @@ def plot_curves(history, title):
 plot_curves(trainer.history, f"{model.num_params() / 1e6:.2f} M parameters, {len(train_ids) / 1e6:.1f} M characters")
 
 # %% [markdown]
-# On the full corpus both curves are still falling when the run ends: the cpu run finished at 1.44 on the training
-# windows and 1.58 on the validation windows (1.586 on the whole validation text). In 2 600 steps of 16 windows
-# the model sees about 5.3 M characters, each training character only about 5 times, and it is too small to
+# On the full corpus both curves are still falling when the run ends: the cpu run finished at 1.46 on the training
+# windows and 1.59 on the validation windows (1.594 on the whole validation text). In 2 500 steps of 16 windows
+# the model sees about 5.1 M characters, each training character only about 5 times, and it is too small to
 # memorise them: it is **underfitting**, and a bigger model or a longer run would help more than any regulariser.
 #
 # ### When the model does overfit
@@ -617,7 +619,8 @@ print(repr(tok.decode(with_cache[0, :120].cpu())))
 # of 128 positions costs only a few times more, because a CPU multiplies a 128-row matrix in little more time per
 # call than a single row. The cache saves *arithmetic*, so its full effect shows once arithmetic dominates: with
 # several sequences at once, as when a sampler draws alternatives (below: 8 at once), or on a GPU with a long
-# context. In the cpu run the cache was 3.5 times faster for one sequence and 11 times faster for 8.
+# context. In the measured cpu runs the cache was 3.5 to 5.6 times faster for one sequence and 10 to 12 times
+# faster for 8.
 
 # %%
 starts = start.expand(8, -1)  # 8 sequences from the same start; greedy, so all 8 are the same text
@@ -681,9 +684,9 @@ most, least = (divmod(int(i), config.n_head) for i in (loss_increase.argmax(), l
 print(f"most needed: layer {most[0]}, head {most[1]}; least needed: layer {least[0]}, head {least[1]}")
 
 # %% [markdown]
-# In the cpu run one head stands out both ways: head 2 of the first layer puts 89 % of its weight on the previous
-# character, and removing it raises the validation loss from 1.58 to 2.85 nats. The other first-layer heads cost
-# 0.1 to 0.27 nats each, and no single head of the three later layers costs more than 0.03: they share their work,
+# In the cpu run one head stands out both ways: head 2 of the first layer puts 90 % of its weight on the previous
+# character, and removing it raises the validation loss from 1.59 to 2.79 nats. The other first-layer heads cost
+# 0.1 to 0.25 nats each, and no single head of the three later layers costs more than 0.03: they share their work,
 # so each is replaceable on its own (Hour 04 found the same). The previous-character weight of those later heads
 # (0.07 to 0.16) says nothing about how much they matter. Maps suggest, ablations test; and the ablation itself
 # has limits (Hour 04's question 9).
