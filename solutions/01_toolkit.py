@@ -76,7 +76,7 @@ print(amla.profile(), S)
 # final number optimistic.
 
 # %%
-from amla.data import digits
+from amla.toolkit.data import digits
 
 x_train_all, y_train_all, x_test, y_test = digits(test_fraction=0.25, seed=0)
 split = torch.randperm(len(x_train_all), generator=torch.Generator().manual_seed(0))
@@ -150,7 +150,7 @@ print("largest difference:", max((a - b).abs().max().item() for a, b in zip(full
 # Return the mean loss over the micro-batches as a Python float.
 
 # %%
-from amla.precision import autocast
+from amla.toolkit.precision import autocast
 
 
 def train_step(model, micro_batches, optimizer, scaler, dtype, max_norm):
@@ -239,7 +239,7 @@ interactive(
 # - the model's weights, and the **optimizer state** (Adam's running moments);
 # - the **schedule's position** and the **step** counter;
 # - the **random-number state**, which decides the next batches and dropout masks
-#   (`amla.checkpoint.rng_state()` captures python's, numpy's and torch's; `set_rng_state` restores them).
+#   (`amla.toolkit.checkpoint.rng_state()` captures python's, numpy's and torch's; `set_rng_state` restores them).
 #
 # Two safety rules. **Write atomically**: save to a temporary file in the same folder, then `os.replace`
 # it over the old one, so a crash mid-write never destroys the last good checkpoint. **Load with
@@ -254,7 +254,7 @@ interactive(
 # %%
 import os
 
-from amla.checkpoint import rng_state, set_rng_state
+from amla.toolkit.checkpoint import rng_state, set_rng_state
 
 
 def save_training_state(path, model, optimizer, scheduler, step):
@@ -290,7 +290,7 @@ amla.checks.toolkit.check_resume(save_training_state, load_training_state)
 # ## 7. The course Trainer
 #
 # `amla.Trainer` is these three pieces plus bookkeeping, in under 400 readable lines
-# (`utils/amla/train.py`): `amla.train.train_step` is your Exercise 1.1, `amla.train.warmup_cosine` your
+# (`utils/amla/toolkit/train.py`): `amla.toolkit.train.train_step` is your Exercise 1.1, `amla.toolkit.train.warmup_cosine` your
 # Exercise 1.2, and `Trainer.save` / `Trainer.load` your Exercise 1.3 with the batch order added. It also
 # evaluates every `eval_every` steps, keeps a history, measures throughput, shows a progress bar, and
 # calls *callbacks*, such as the live `Dashboard` below, which redraws one picture in place.

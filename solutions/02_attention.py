@@ -49,7 +49,7 @@ import math
 import torch
 from matplotlib.figure import Figure  # figures are built directly (no pyplot) and shown as the cell's last value
 
-from amla.attention import causal_mask, nadaraya_watson, padding_mask, to_additive
+from amla.transformers.attention import causal_mask, nadaraya_watson, padding_mask, to_additive
 from amla.views import AttentionViewer, interactive, plot_attention
 
 S = amla.per_profile(
@@ -147,7 +147,7 @@ interactive(
 # queries $q = (x/h,\ 1)$ and keys $k_i = (x_i/h,\ -x_i^2/2h^2)$, values $y_i$, and no extra scaling:
 
 # %%
-from amla.attention import scaled_dot_product_attention as reference_attention
+from amla.transformers.attention import scaled_dot_product_attention as reference_attention
 
 h = 0.25
 q_nw = torch.stack([x_query / h, torch.ones_like(x_query)], dim=-1)             # [Tq, 2]
@@ -321,7 +321,7 @@ amla.checks.attention.check_softmax(softmax)
 # sequence at once. Position $i$ must therefore not see any key $j > i$: a lower-triangular `[Tq, Tk]` mask.
 #
 # A mask only has to **broadcast** to the scores' shape `[..., Tq, Tk]`, and masks combine with `&`.
-# `amla.attention` provides both:
+# `amla.transformers.attention` provides both:
 
 # %%
 sentences = [["the", "cat", "sat", "on", "the", "mat"], ["dogs", "bark"], ["a", "bird", "sang", "at", "dawn"]]
@@ -391,7 +391,7 @@ print(f"row sums of 'dogs bark':         -inf fill {right[1].sum(-1)[0]:.3f}   m
 # **Fully masked rows.** If *every* key of a query is blocked (an empty sequence, or a causal mask aligned so that
 # a query has no past), its scores are all $-\infty$ and the plain softmax computes $0/0$ = `nan`, which then
 # spreads through everything downstream. PyTorch's `scaled_dot_product_attention` returns a zero output for such
-# a query; `amla.attention` does the same (zero weights, zero output). Better still, build masks that never do it.
+# a query; `amla.transformers.attention` does the same (zero weights, zero output). Better still, build masks that never do it.
 
 # %%
 import torch.nn.functional as F
@@ -436,7 +436,7 @@ amla.checks.attention.check_attention(scaled_dot_product_attention)
 # `torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)` computes the same output (without
 # returning the weights) with fused kernels, the Flash-attention family on GPUs (Hour 09). Below, multi-head
 # shapes `[B, H, T, d_k]`, every mask kind, and one cross-attention case with $T_q \ne T_k$. If you have not
-# finished Exercise 2.2 yet, the table uses `amla.attention`'s reference instead.
+# finished Exercise 2.2 yet, the table uses `amla.transformers.attention`'s reference instead.
 
 # %%
 try:
@@ -597,7 +597,7 @@ amla.report(
 #    $h \to \infty$ the weights become uniform (every row the same) and the prediction is the mean of all $y_i$.
 # 4. `[B, 1, Tk]` hides padded **keys** from every query: right. `[B, Tk, 1]` hides every key from padded
 #    **queries** and leaves the padded keys visible to the real ones: the padded queries' rows are all $-\infty$,
-#    so a plain softmax gives `nan` there (torch's SDPA and `amla.attention` give zeros), and the real tokens still
+#    so a plain softmax gives `nan` there (torch's SDPA and `amla.transformers.attention` give zeros), and the real tokens still
 #    attend to padding.
 # 5. Because $e^{-\infty} = 0$ exactly, the softmax then spreads all the weight over the allowed keys and each row
 #    sums to 1. Softmax, zero, renormalise gives the same weights mathematically (the common factor cancels), so it

@@ -28,7 +28,7 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. A translation task made in code
 #
-# `amla.tasks` writes a date in 15 formats: digits in three orders, month names in full, abbreviated and in
+# `amla.transformers.tasks` writes a date in 15 formats: digits in three orders, month names in full, abbreviated and in
 # lower case, weekdays, two-digit years, and dates spelled out in words. Every format is one-to-one over the
 # range 1970 to 2049, so the ISO date can always be read off the input (two-digit years follow the usual rule:
 # 70-99 are 19xx, 00-49 are 20xx).
@@ -36,7 +36,7 @@
 # %%
 import datetime as dt
 
-from amla.tasks import DATE_FORMATS, render_date
+from amla.transformers.tasks import DATE_FORMATS, render_date
 
 day = dt.date(2021, 3, 3)
 for name in DATE_FORMATS:
@@ -64,7 +64,7 @@ S = amla.per_profile(
 print(amla.profile(), S)
 
 # %%
-from amla.tasks import date_task
+from amla.transformers.tasks import date_task
 
 task = date_task(S.n_train, S.n_val, S.n_test, seed=0)
 print(f"train {len(task.train)} pairs, validation {len(task.val)}, test {len(task.test)}")
@@ -80,7 +80,7 @@ for source, target, fmt in list(zip(task.train.sources, task.train.targets, task
 # (reversal, addition) use the same `Vocab`.
 
 # %%
-from amla.tasks import PAD_ID
+from amla.transformers.tasks import PAD_ID
 
 print(task.src_vocab)
 print(task.tgt_vocab)
@@ -110,7 +110,7 @@ print(task.train.targets[0], "->", tgt_train[0].tolist(), "->", task.tgt_vocab.d
 # which ones matter now. That is attention.
 
 # %%
-from amla.seq2seq import Seq2Seq
+from amla.transformers.seq2seq import Seq2Seq
 
 amla.seed_everything(0)
 model = Seq2Seq.build(len(task.src_vocab), len(task.tgt_vocab), emb_dim=S.emb, hidden=S.hidden, attn_dim=S.attn)
@@ -183,7 +183,7 @@ print("largest weight on padding:", weights[~memory.mask].max().item() if (~memo
 # %%
 import inspect
 
-from amla.seq2seq import AttentionDecoder
+from amla.transformers.seq2seq import AttentionDecoder
 
 print(inspect.getsource(AttentionDecoder.step))
 
@@ -205,7 +205,7 @@ print(inspect.getsource(AttentionDecoder.step))
 # %%
 import torch.nn.functional as F
 
-from amla.tasks import BOS_ID
+from amla.transformers.tasks import BOS_ID
 
 
 def teacher_forcing_loss(decoder, state, memory, targets):
@@ -228,13 +228,13 @@ amla.checks.seq2seq.check_teacher_forcing(teacher_forcing_loss)
 # ## 5. Training the attention model
 #
 # The Trainer needs a `loss_fn(model, batch)`: encode the sources, then the teacher-forced loss
-# (`amla.seq2seq.seq2seq_loss`, the reference of Exercise 3.2, so this runs even if your exercise does not). The
+# (`amla.transformers.seq2seq.seq2seq_loss`, the reference of Exercise 3.2, so this runs even if your exercise does not). The
 # number we watch is **exact match** on the validation dates: the share of inputs whose whole ISO date comes out
 # right. It uses **greedy decoding**: feed the model its own most likely character, step after step, until it
 # says `<eos>`.
 
 # %%
-from amla.seq2seq import exact_match, seq2seq_loss
+from amla.transformers.seq2seq import exact_match, seq2seq_loss
 from amla.views import Dashboard
 
 
@@ -276,7 +276,7 @@ for fmt, hits in per_format.items():
 # held-out dates and, if there are any, the mistakes:
 
 # %%
-from amla.seq2seq import greedy_decode
+from amla.transformers.seq2seq import greedy_decode
 
 tokens, alignments = greedy_decode(attention_model, src_test.to(device), max_len=tgt_test.shape[1])
 predictions = task.tgt_vocab.decode_batch(tokens.cpu())
@@ -420,15 +420,15 @@ def monotone_fraction(weights, groups):
 amla.checks.seq2seq.check_monotone_fraction(monotone_fraction)
 
 # %% [markdown]
-# Over the held-out set, with the reference `amla.seq2seq.monotone_fraction`: within the fields for every format,
+# Over the held-out set, with the reference `amla.transformers.seq2seq.monotone_fraction`: within the fields for every format,
 # and along all eight digits for the formats written year-month-day, where the whole map should be a diagonal.
-# `amla.seq2seq.alignments` collects the weights while the decoder writes the *true* ISO date (teacher forcing),
+# `amla.transformers.seq2seq.alignments` collects the weights while the decoder writes the *true* ISO date (teacher forcing),
 # so every row has the ten characters; for the dates the model gets right they equal the greedy alignments.
 
 # %%
-from amla.seq2seq import alignments as teacher_forced_alignments
-from amla.seq2seq import monotone_fraction as reference_monotone
-from amla.tasks import ISO_FIELDS, YMD_FORMATS
+from amla.transformers.seq2seq import alignments as teacher_forced_alignments
+from amla.transformers.seq2seq import monotone_fraction as reference_monotone
+from amla.transformers.tasks import ISO_FIELDS, YMD_FORMATS
 
 aligned = teacher_forced_alignments(attention_model, src_test, tgt_test)  # [N, 11, S]: ten characters and <eos>
 ymd = torch.tensor([fmt in YMD_FORMATS for fmt in task.test.tags])

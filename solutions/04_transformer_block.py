@@ -90,13 +90,13 @@ amla.checks.transformer.check_split_heads(split_heads)
 
 # %% [markdown]
 # Merging is the inverse, `heads.transpose(1, 2).reshape(B, T, d)` (the `reshape` copies, since the transposed
-# tensor is not contiguous); `amla.nn.merge_heads` does it. A quick look at which features land in which head:
+# tensor is not contiguous); `amla.transformers.nn.merge_heads` does it. A quick look at which features land in which head:
 
 # %%
-from amla.nn import merge_heads
+from amla.transformers.nn import merge_heads
 
 x = torch.arange(2 * 3 * 8.0).view(2, 3, 8)  # 2 sequences, 3 positions, 8 features numbered in order
-heads = amla.nn.split_heads(x, 4)
+heads = amla.transformers.nn.split_heads(x, 4)
 print("x[0]:\n", x[0])
 print("head 1 of sequence 0 (features 2 and 3 of every position):\n", heads[0, 1])
 print("merge_heads(split_heads(x)) == x:", torch.equal(merge_heads(heads), x))
@@ -105,7 +105,7 @@ print("merge_heads(split_heads(x)) == x:", torch.equal(merge_heads(heads), x))
 # ### Exercise 4.2: Multi-head attention
 #
 # Write `mha_forward(mha, x, kv=None, mask=None)` returning `(out, weights)`. `mha` is an
-# `amla.nn.MultiHeadAttention`: use its `mha.q_proj`, `mha.k_proj`, `mha.v_proj` and `mha.out_proj` (`nn.Linear`
+# `amla.transformers.nn.MultiHeadAttention`: use its `mha.q_proj`, `mha.k_proj`, `mha.v_proj` and `mha.out_proj` (`nn.Linear`
 # layers of size `d -> d`) and `mha.n_heads`.
 # - `x` is `[B, Tq, d]`; `kv` is `[B, Tk, d]`, or `None` for self-attention (then `kv = x`).
 # - Project, split into heads (your `split_heads`), compute the scaled scores, mask them (a bool `mask`
@@ -133,15 +133,15 @@ amla.checks.transformer.check_mha_forward(mha_forward)
 
 # %% [markdown]
 # **Three implementations, one answer.** Wrapped in a module, your function is a complete multi-head attention
-# layer. We compare it with the package's `amla.nn.MultiHeadAttention` (same parameter names, so the weights load
+# layer. We compare it with the package's `amla.transformers.nn.MultiHeadAttention` (same parameter names, so the weights load
 # directly), on both of its paths: `need_weights=True` runs Hour 02's attention and returns the weights for the
 # viewer, `need_weights=False` runs PyTorch's fused `scaled_dot_product_attention`. And with
 # `torch.nn.MultiheadAttention`, which stores $W_Q, W_K, W_V$ stacked in one `in_proj_weight` and uses the
 # **opposite** boolean convention for its masks (`True` = *not* allowed), so the masks are inverted on the way in.
 
 # %%
-from amla.attention import causal_mask, padding_mask
-from amla.nn import MultiHeadAttention
+from amla.transformers.attention import causal_mask, padding_mask
+from amla.transformers.nn import MultiHeadAttention
 
 
 class StudentMHA(nn.Module):
@@ -183,7 +183,7 @@ with torch.no_grad():
         theirs, theirs_w = reference(x, kv_, kv_, key_padding_mask=key_padding, attn_mask=attn_mask,
                                      average_attn_weights=False)
         mha_diff[name] = max((ours - theirs).abs().max().item(), (ours_w - theirs_w).abs().max().item())
-        print(f"{name:>15}: yours vs torch.nn.MultiheadAttention {mha_diff[name]:.1e} | yours vs amla.nn "
+        print(f"{name:>15}: yours vs torch.nn.MultiheadAttention {mha_diff[name]:.1e} | yours vs amla.transformers.nn "
               f"(fast path) {(ours - fast).abs().max().item():.1e}, (weights path) "
               f"{max((ours - slow).abs().max().item(), (ours_w - slow_w).abs().max().item()):.1e}")
 
@@ -238,7 +238,7 @@ def sinusoidal_encoding(max_len, d_model):
 amla.checks.transformer.check_sinusoidal(sinusoidal_encoding)
 
 # %%
-from amla.nn import sinusoidal_table
+from amla.transformers.nn import sinusoidal_table
 
 table = sinusoidal_table(64, 32)
 fig = Figure(figsize=(9, 3), layout="constrained")
@@ -261,13 +261,13 @@ fig
 # features by an angle proportional to the position, $\theta_{p,i} = p \cdot 10000^{-2i/d_h}$:
 # $$\begin{pmatrix} q'_{2i} \\ q'_{2i+1}\end{pmatrix} = \begin{pmatrix}\cos\theta_{p,i} & -\sin\theta_{p,i} \\
 # \sin\theta_{p,i} & \cos\theta_{p,i}\end{pmatrix}\begin{pmatrix} q_{2i} \\ q_{2i+1}\end{pmatrix}$$
-# (`amla.nn.RotaryEmbedding` pairs feature $i$ with $i + d_h/2$ instead of $2i$ with $2i+1$, the layout of most
+# (`amla.transformers.nn.RotaryEmbedding` pairs feature $i$ with $i + d_h/2$ instead of $2i$ with $2i+1$, the layout of most
 # implementations; it is the same idea). Rotating $q$ by $m\theta$ and $k$ by $n\theta$ multiplies their dot product by
 # a rotation of $(n - m)\theta$: **the score depends only on the offset** $n - m$, never on where the pair sits.
 # The values are not rotated. Let us check the claim:
 
 # %%
-from amla.nn import RotaryEmbedding
+from amla.transformers.nn import RotaryEmbedding
 
 rope = RotaryEmbedding(d_head=16, max_len=128)
 q, k = torch.randn(2, 16)
@@ -311,7 +311,7 @@ for offset in (0, 3, -5):
 # sits on it. Section 6 measures what this does to training.
 
 # %%
-from amla.nn import FeedForward, TransformerBlock
+from amla.transformers.nn import FeedForward, TransformerBlock
 
 x = 3 * torch.randn(2, 5, 8) + 1
 ln = nn.LayerNorm(8)
@@ -327,7 +327,7 @@ print("dropout in train mode changes the output:", not torch.equal(ff.train()(x)
 # %% [markdown]
 # ### Exercise 4.4: The residual block, pre-norm and post-norm
 #
-# Write `block_forward(block, x, mask=None)` for an `amla.nn.TransformerBlock` in eval mode (no dropout to apply).
+# Write `block_forward(block, x, mask=None)` for an `amla.transformers.nn.TransformerBlock` in eval mode (no dropout to apply).
 # Use `block.self_attn(h, mask=mask)[0]` for the attention of `h`, `block.ff` for the feed-forward net,
 # `block.norm1` for the LayerNorm of the attention branch and `block.norm2` for that of the feed-forward branch.
 # If `block.norm_first` is true, build the pre-norm block, otherwise the post-norm one; return the new `x`.
@@ -347,21 +347,21 @@ def block_forward(block, x, mask=None):
 amla.checks.transformer.check_transformer_block(block_forward)
 
 # %% [markdown]
-# `amla.nn.TransformerEncoder` puts it all together: a token embedding, the positions (`pos="sinusoidal"`,
+# `amla.transformers.nn.TransformerEncoder` puts it all together: a token embedding, the positions (`pos="sinusoidal"`,
 # `"learned"`, `"rope"` or `"none"`), `n_layers` blocks and, for pre-norm, the final LayerNorm. It returns the
 # hidden states and, when asked, every layer's attention weights `[layers, B, H, T, T]`.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Teaching an encoder to reverse sequences
 #
-# `amla.tasks.reversal_task` draws random sequences of digits, all distinct, so no held-out sequence was seen in
+# `amla.transformers.tasks.reversal_task` draws random sequences of digits, all distinct, so no held-out sequence was seen in
 # training; the target is the same sequence backwards. An **encoder-only** model reads the whole sequence and
 # predicts, at every position $i$, the token at position $T - 1 - i$: a cross-entropy over the vocabulary at each of
 # the $T$ positions. The task is trivial for a program and impossible without positions: exactly what we need to
 # see whether the positions get through.
 
 # %%
-from amla.tasks import reversal_task
+from amla.transformers.tasks import reversal_task
 
 task = reversal_task(S.n_train, S.n_val, S.n_test, min_len=S.length, max_len=S.length, n_symbols=S.n_symbols)
 vocab = task.vocab
@@ -378,7 +378,7 @@ print("held-out sequences seen in training:", len(set(task.test.sources) & set(t
 # right only if **all** its positions are.
 
 # %%
-from amla.nn import TransformerEncoder
+from amla.transformers.nn import TransformerEncoder
 from amla.views import Dashboard
 
 
@@ -554,12 +554,12 @@ viewer.select(layer=best_layer, head=best_head, query=0)
 # the second layer on, "position 3" is no longer token 3 but a mixture the first layer made. And two heads can do
 # the same job, so that neither is needed. Maps are a good place to start looking, not yet an explanation.
 #
-# The direct test is to **remove** a head and measure again. `amla.ablation.heads_removed` sets a head's slice of
+# The direct test is to **remove** a head and measure again. `amla.transformers.ablation.heads_removed` sets a head's slice of
 # the merged heads to zero just before the output projection: that head's contribution disappears and the other
 # heads are untouched. We remove each head on its own, then all heads of a layer at once.
 
 # %%
-from amla.ablation import heads_removed
+from amla.transformers.ablation import heads_removed
 
 
 def accuracy_without(layer, heads):

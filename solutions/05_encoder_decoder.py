@@ -31,7 +31,7 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. Addition as translation
 #
-# `amla.tasks.addition_task` writes sums such as `"123+4567="` and their results `"4690"`. Each operand has 1 to
+# `amla.transformers.tasks.addition_task` writes sums such as `"123+4567="` and their results `"4690"`. Each operand has 1 to
 # 4 digits (the number of digits is drawn first, so short and long operands are equally common). The split holds
 # out **pairs of operands**: if `123+4567` is a test question, neither it nor `4567+123` is ever trained on, so the
 # test measures whether the model learned to add, not whether it remembers sums. The tag of a pair says how many
@@ -57,7 +57,7 @@ S = amla.per_profile(
 print(amla.profile(), S)
 
 # %%
-from amla.tasks import addition_task
+from amla.transformers.tasks import addition_task
 
 task = addition_task(S.n_train, S.n_val, S.n_test, max_digits=4, reverse=True, seed=0)
 print(f"train {len(task.train)} sums, validation {len(task.val)}, test {len(task.test)}")
@@ -70,7 +70,7 @@ for source, target, tag in list(zip(task.train.sources, task.train.targets, task
 # every target ends with `<eos>`.
 
 # %%
-from amla.tasks import PAD_ID
+from amla.transformers.tasks import PAD_ID
 
 src_train, tgt_train = task.train.tensors(task.src_vocab, task.tgt_vocab)
 src_val, tgt_val = task.val.tensors(task.src_vocab, task.tgt_vocab)
@@ -97,12 +97,12 @@ print(task.train.sources[0], "->", src_train[0].tolist(), "   ", task.train.targ
 #
 # A final LayerNorm and a linear layer give the logits over the target vocabulary. Cross-attention is Hour 04's
 # `MultiHeadAttention` called with `kv=memory`: nothing new to write. The whole model,
-# `amla.encoder_decoder.EncoderDecoder`:
+# `amla.transformers.encoder_decoder.EncoderDecoder`:
 
 # %%
 import inspect
 
-from amla.encoder_decoder import EncoderDecoder
+from amla.transformers.encoder_decoder import EncoderDecoder
 
 print(inspect.getsource(EncoderDecoder.decode))
 
@@ -155,7 +155,7 @@ amla.checks.encoder_decoder.check_decoder_mask(decoder_mask)
 # later target token does not change the logits of earlier positions, and more padding changes nothing.
 
 # %%
-from amla.encoder_decoder import source_mask
+from amla.transformers.encoder_decoder import source_mask
 
 model.eval()
 src, tgt = src_train[:8], tgt_train[:8]
@@ -215,7 +215,7 @@ amla.checks.encoder_decoder.check_label_smoothing(label_smoothed_cross_entropy)
 # %%
 import torch.nn.functional as F
 
-from amla.encoder_decoder import label_smoothed_cross_entropy as reference_smoothing
+from amla.transformers.encoder_decoder import label_smoothed_cross_entropy as reference_smoothing
 
 with torch.no_grad():
     logits = model(src_train[:64], tgt_train[:64])
@@ -227,14 +227,14 @@ for eps in (0.0, 0.1):
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Training on addition
 #
-# `amla.encoder_decoder.translation_loss` is the Trainer's `loss_fn`: teacher forcing and the reference of Exercise
+# `amla.transformers.encoder_decoder.translation_loss` is the Trainer's `loss_fn`: teacher forcing and the reference of Exercise
 # 5.2 with $\varepsilon = 0.1$. We watch the **exact match** on the validation sums: the share whose whole result,
 # `<eos>` included, comes out right with greedy decoding (Section 7).
 
 # %%
 import functools
 
-from amla.encoder_decoder import exact_match, translation_loss
+from amla.transformers.encoder_decoder import exact_match, translation_loss
 from amla.views import Dashboard
 
 loss_fn = functools.partial(translation_loss, smoothing=0.1)
@@ -334,7 +334,7 @@ def beam_step(scores, log_probs, finished):
 amla.checks.encoder_decoder.check_beam_step(beam_step)
 
 # %% [markdown]
-# `amla.encoder_decoder.beam_search` runs the reference step in a loop. It starts with one live beam (the others
+# `amla.transformers.encoder_decoder.beam_search` runs the reference step in a loop. It starts with one live beam (the others
 # at $-\infty$, or all $K$ beams would be the same), reorders the beams' tokens by `parent` after every step, and
 # stops when every beam has finished.
 #
@@ -344,7 +344,7 @@ amla.checks.encoder_decoder.check_beam_step(beam_step)
 # token (Wu et al., 2016, use a smoothed version of the same idea).
 
 # %%
-from amla.encoder_decoder import beam_search, greedy_decode
+from amla.transformers.encoder_decoder import beam_search, greedy_decode
 
 model.eval()
 greedy = greedy_decode(model, src_test[:200], tgt_test.shape[1])
@@ -383,7 +383,7 @@ for name, m, (s, t) in [("reversed", model, (src_test, tgt_test)), ("usual order
 # %%
 from IPython.display import display
 
-from amla.encoder_decoder import cross_attention_maps
+from amla.transformers.encoder_decoder import cross_attention_maps
 from amla.views import AttentionViewer
 
 tokens = greedy_decode(model, src_test, tgt_test.shape[1])
@@ -438,7 +438,7 @@ print("  ".join(f"digit {k}: {sum(v) / len(v):.0%}" for k, v in mass.items()), f
 # hour's size, trained for the same number of steps with the same batch size:
 
 # %%
-from amla.tasks import date_task
+from amla.transformers.tasks import date_task
 
 dates = date_task(*S.dates, seed=0)  # Hour 03's sizes: the same training, validation and test dates
 date_train = dates.train.tensors(dates.src_vocab, dates.tgt_vocab)

@@ -33,7 +33,7 @@
 # before it. Its training signal costs nothing: every position of every text is a labelled example.
 #
 # We use **tiny Shakespeare** (1.1 M characters of the plays, collected by Andrej Karpathy for char-rnn).
-# `amla.text.load_corpus` takes it from the course data directory, downloads it (checking its sha256) when it is
+# `amla.transformers.text.load_corpus` takes it from the course data directory, downloads it (checking its sha256) when it is
 # missing, and when neither works it falls back to a text every Python installation carries: the reference
 # documentation of the language (`pydoc_data.topics`, 0.47 M characters). The cell says which one is in use; the
 # numbers quoted in the prose are for Shakespeare.
@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
-from amla.text import CharTokenizer, TokenWindows, load_corpus
+from amla.transformers.text import CharTokenizer, TokenWindows, load_corpus
 
 S = amla.per_profile(
     smoke=dict(block=32, n_layer=2, n_head=2, n_embd=32, dropout=0.0,  # the model
@@ -145,12 +145,12 @@ def merge_pair(ids, pair, new_id):
 amla.checks.gpt.check_merge_pair(merge_pair)
 
 # %% [markdown]
-# With the reference versions of the two functions, `amla.text.train_bpe` learns merges from the start of the
+# With the reference versions of the two functions, `amla.transformers.text.train_bpe` learns merges from the start of the
 # corpus and `BPETokenizer` encodes and decodes. The first merges are the commonest pairs of the language
 # (`e` + space, `t` + `h`, ...); later merges build on earlier ones into whole words.
 
 # %%
-from amla.text import BPETokenizer, train_bpe
+from amla.transformers.text import BPETokenizer, train_bpe
 
 sample = corpus.text[: S.bpe_chars]
 merges = train_bpe(sample, S.bpe_merges)
@@ -196,12 +196,12 @@ print(" | ".join(bpe.decode([t]) for t in encoded[:30]))
 # $V \cdot C$ parameters and helps small models.
 #
 # The loss is the cross-entropy of the logits against the next token, averaged over all $B \times T$ positions.
-# `amla.gpt.GPT` implements this; its attention calls `F.scaled_dot_product_attention(..., is_causal=True)` (a fused
+# `amla.transformers.gpt.GPT` implements this; its attention calls `F.scaled_dot_product_attention(..., is_causal=True)` (a fused
 # kernel that never stores the $T \times T$ weights), and `forward_with_attention` takes the explicit path
 # (scores, mask, softmax) to return the weights for the viewer.
 
 # %%
-from amla.gpt import GPT, GPTConfig, flops_per_token
+from amla.transformers.gpt import GPT, GPTConfig, flops_per_token
 
 config = GPTConfig(vocab_size=tok.vocab_size, block_size=S.block, n_layer=S.n_layer, n_head=S.n_head,
                    n_embd=S.n_embd, dropout=S.dropout)
@@ -248,7 +248,7 @@ print(f"initial loss {loss0:.3f}, ln(vocab) = {math.log(tok.vocab_size):.3f}")
 # They should agree up to float rounding. (The first claim is checked on the trained model, after the run.)
 
 # %%
-from amla.precision import autocast_dtype
+from amla.toolkit.precision import autocast_dtype
 
 print(f"precision='auto' on {device.type}: autocast dtype {autocast_dtype(device, 'auto') or 'none (fp32)'}")
 model.eval()  # no dropout, so the two gradients see the same network
@@ -297,7 +297,7 @@ train_x, train_y = train_x[::spread], train_y[::spread]
 def mean_loss(model, xs, ys, batch=32):
     """Mean cross-entropy over fixed windows, in eval mode (no dropout), on the model's device."""
     total = 0.0
-    for x, y in amla.train.eval_batches(model, (xs, ys), batch):  # chunks on the device; the mode is restored after
+    for x, y in amla.toolkit.train.eval_batches(model, (xs, ys), batch):  # chunks on the device; the mode is restored after
         total += F.cross_entropy(model(x).flatten(0, 1), y.flatten(), reduction="sum").item()
     return total / ys.numel()
 
@@ -525,11 +525,11 @@ amla.checks.gpt.check_top_p(top_p_probs)
 
 # %% [markdown]
 # What the three knobs do to the distribution over the next character after a prompt (the package's
-# `amla.gpt.top_p_probs` is used from here on):
+# `amla.transformers.gpt.top_p_probs` is used from here on):
 
 # %%
-from amla.gpt import generate
-from amla.gpt import top_p_probs as reference_top_p
+from amla.transformers.gpt import generate
+from amla.transformers.gpt import top_p_probs as reference_top_p
 
 prompt = "ROMEO:\nWhat light through yonder window"
 model.eval()
@@ -658,12 +658,12 @@ viewer.select(layer=min(1, config.n_layer - 1), head=0, query=len(chars) - 1)
 
 # %% [markdown]
 # A map shows where a head reads, not whether the model needs what it reads (Hour 04 made this point with the
-# reversal heads). The test is the same here: switch one head off with `amla.ablation.heads_removed` and measure
+# reversal heads). The test is the same here: switch one head off with `amla.transformers.ablation.heads_removed` and measure
 # the validation loss again. Next to each loss increase, the weight the head puts on the previous character,
 # the most common pattern in the maps.
 
 # %%
-from amla.ablation import heads_removed
+from amla.transformers.ablation import heads_removed
 
 model.eval()
 base_loss = mean_loss(model, val_few_x, val_few_y)

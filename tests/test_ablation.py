@@ -3,9 +3,9 @@ import copy
 import pytest
 import torch
 
-from amla.ablation import heads_removed
-from amla.gpt import GPT, GPTConfig
-from amla.nn import MultiHeadAttention
+from amla.transformers.ablation import heads_removed
+from amla.transformers.gpt import GPT, GPTConfig
+from amla.transformers.nn import MultiHeadAttention
 
 
 def test_removing_a_head_equals_zeroing_its_columns_of_the_output_projection():

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from amla.attention import (
+from amla.transformers.attention import (
     causal_mask,
     nadaraya_watson,
     padding_mask,
@@ -13,8 +13,6 @@ from amla.attention import (
     softmax,
     to_additive,
 )
-from amla.checks import CheckFailed
-from amla.checks import attention as A
 
 # --- the reference equals torch's scaled_dot_product_attention ---------------------------------------
 
@@ -190,132 +188,3 @@ def test_bad_input_gives_one_line_errors_naming_shapes(call, message):
     with pytest.raises((ValueError, TypeError), match=message) as info:
         call()
     assert "\n" not in str(info.value)
-
-
-# --- the self-checks ----------------------------------------------------------------------------------
-
-
-def _student_softmax(x, dim=-1):
-    e = torch.exp(x - x.amax(dim=dim, keepdim=True))
-    return e / e.sum(dim=dim, keepdim=True)
-
-
-def _student_attention(q, k, v, mask=None):
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
-    weights = torch.softmax(scores, dim=-1)
-    return weights @ v, weights
-
-
-def test_checks_pass_correct_solutions_without_moving_the_rng(capsys):
-    before = torch.get_rng_state()
-    A.check_softmax(_student_softmax)
-    A.check_attention(_student_attention)
-    A.check_attention(lambda q, k, v, mask=None: scaled_dot_product_attention(q, k, v, mask))
-
-    def with_minus_1e9(q, k, v, mask=None):  # the classic -1e9 fill is as good as -inf here
-        scores = q @ k.mT / q.shape[-1] ** 0.5
-        if mask is not None:
-            scores = scores.masked_fill(mask == 0, -1e9) if mask.dtype == torch.bool else scores + mask
-        weights = _student_softmax(scores)
-        return weights @ v, weights
-
-    A.check_attention(with_minus_1e9)
-    assert torch.equal(before, torch.get_rng_state())
-    out = capsys.readouterr().out
-    assert "Exercise 2.1 (stable softmax) passed" in out and "Exercise 2.2 (scaled dot-product attention) passed" in out
-
-
-@pytest.mark.parametrize(
-    "kind, phrase",
-    [
-        ("naive", r"exp\(1000\) is inf in float32, and inf / inf is nan"),
-        ("global_max", "maximum of the whole tensor is subtracted instead of each row's"),
-        ("min", "minimum is subtracted instead of the maximum"),
-        ("no_keepdim", "without keepdim=True"),
-        ("wrong_axis", "softmax is taken over the wrong axis"),
-        ("ignores_dim", "`dim` argument is ignored"),
-        ("no_normalise", "not divided by their sum"),
-        ("global_sum", "sum over the whole tensor"),
-    ],
-)
-def test_softmax_check_names_the_mistake(kind, phrase):
-    with pytest.raises(CheckFailed, match=phrase):
-        A.check_softmax(A._softmax_variant(kind))
-
-
-def test_softmax_check_refuses_the_library_softmax_and_says_not_implemented():
-    def lazy(x, dim=-1):
-        return x.softmax(dim)
-
-    with pytest.raises(CheckFailed, match="calling a library softmax"):
-        A.check_softmax(lazy)
-
-    def not_done(x, dim=-1):
-        raise NotImplementedError
-
-    with pytest.raises(CheckFailed, match="not implemented yet"):
-        A.check_softmax(not_done)
-
-
-@pytest.mark.parametrize(
-    "variant, phrase",
-    [
-        (dict(scale="none"), "scores are not scaled"),
-        (dict(scale="d"), "divided by d_k instead of sqrt\\(d_k\\)"),
-        (dict(scale="mul"), "multiplied by sqrt\\(d_k\\) instead of divided"),
-        (dict(scale="dv"), "size of the values"),
-        (dict(scale="tk"), "number of keys Tk"),
-        (dict(axis=-2), "softmax is taken over the queries \\(dim=-2\\)"),
-        (dict(normalise=False), "weights are not normalised"),
-        (dict(mask_at="ignored"), "the mask is ignored"),
-        (dict(mask_at="after"), "mask is applied after the softmax"),
-        (dict(mask_at="after_fill"), "mask is applied after the softmax"),
-        (dict(fill=0.0), "set to 0 instead of -inf"),
-        (dict(inverted=True), "boolean mask is used the wrong way round"),
-        (dict(float_mask="as_bool"), "additive \\(float\\) mask was used like a boolean one"),
-        (dict(float_mask="bool_only"), "only boolean masks are handled"),
-        (dict(transpose_mask=True), "mask is applied along the wrong dimension \\(transposed\\)"),
-        (dict(transpose_mask=True, fill=-1e9), "mask is applied along the wrong dimension \\(transposed\\)"),
-        (dict(keys_first=True), "scores are k q\\^T instead of q k\\^T"),
-        (dict(plain_T=True), "`k.T` was used on a batched tensor"),
-    ],
-)
-def test_attention_check_names_the_mistake(variant, phrase):
-    with pytest.raises(CheckFailed, match=phrase):
-        A.check_attention(A._attention_variant(**variant))
-
-
-def test_attention_check_explains_shapes_and_other_wrong_results():
-    def drops_batch(q, k, v, mask=None):
-        out, weights = _student_attention(q, k, v, mask)
-        return out[0], weights[0]
-
-    with pytest.raises(CheckFailed, match=r"with no mask \(q \(2, 3, 4\), k \(2, 5, 4\), v \(2, 5, 6\)\), "
-                                          r"the output has shape \(3, 6\), expected \(2, 3, 6\)"):
-        A.check_attention(drops_batch)
-
-    with pytest.raises(CheckFailed, match=r"should return a tuple \(output, weights\) of 2 tensors, got Tensor"):
-        A.check_attention(lambda q, k, v, mask=None: _student_attention(q, k, v, mask)[0])
-
-    def output_not_weighted(q, k, v, mask=None):
-        out, weights = _student_attention(q, k, v, mask)
-        return out + 1, weights
-
-    with pytest.raises(CheckFailed, match=r"weights are right but the output is not: it should be weights @ v"):
-        A.check_attention(output_not_weighted)
-
-    def scores_as_weights(q, k, v, mask=None):
-        out, weights = _student_attention(q, k, v, mask)
-        return out, weights * 2
-
-    with pytest.raises(CheckFailed, match=r"output is right but the returned weights are not"):
-        A.check_attention(scores_as_weights)
-
-    def crashes(q, k, v, mask=None):
-        raise ValueError("boom")
-
-    with pytest.raises(CheckFailed, match=r"with no mask \(q \(2, 3, 4\), k \(2, 5, 4\), v \(2, 5, 6\)\), "
-                                          r"your code raised ValueError: boom"):
-        A.check_attention(crashes)

@@ -1,4 +1,4 @@
-"""amla.build on temporary course repositories: both notebooks, determinism, --check, README, errors."""
+"""amla.course.build on temporary course repositories: both notebooks, determinism, --check, README, errors."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import nbformat
 import pytest
 from jupytext.config import load_jupytext_configuration_file
 
-from amla import course
-from amla.build import (
+from amla.course import hours as course
+from amla.course.build import (
     BuildError,
     build,
     find_root,
@@ -206,8 +206,8 @@ def test_bad_markers_name_the_file_and_cell(repo: Path, old: str, new: str, expe
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        ("01_tools.py", "amla/course.py calls hour 1 '01_toolkit'"),
-        ("19_extra.py", "amla/course.py has no hour 19"),
+        ("01_tools.py", "amla/course/hours.py calls hour 1 '01_toolkit'"),
+        ("19_extra.py", "amla/course/hours.py has no hour 19"),
         ("1_toolkit.py", "must be named NN_slug.py"),
     ],
 )

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from amla.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from amla.toolkit.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 
 def test_roundtrip_with_weights_only(tmp_path):

@@ -3,7 +3,7 @@ import torch
 
 from amla.checks import CheckFailed, Mistake, compare
 from amla.checks import toolkit as T
-from amla.checkpoint import rng_state, set_rng_state
+from amla.toolkit.checkpoint import rng_state, set_rng_state
 
 
 def _inputs(g):
@@ -33,7 +33,7 @@ def _solutions():
 
     from torch import nn
 
-    from amla.precision import autocast
+    from amla.toolkit.precision import autocast
 
     def train_step(model, micro_batches, optimizer, scaler, dtype, max_norm):
         device = next(model.parameters()).device

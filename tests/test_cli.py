@@ -1,4 +1,4 @@
-"""The ``amla`` command through ``amla.cli.main``: exit codes, output, and two real notebook executions."""
+"""The ``amla`` command through ``amla.course.cli.main``: exit codes, output, and two real notebook executions."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-import amla.runner
-from amla.cli import main
-from amla.runner import RunResult
+import amla.course.runner
+from amla.course.cli import main
+from amla.course.runner import RunResult
 
 CONFIG = Path(__file__).resolve().parents[1] / "solutions" / "jupytext.toml"
 
@@ -97,7 +97,7 @@ def test_run_table_and_student_notebooks(repo: Path, tmp_path: Path, monkeypatch
         calls.append((Path(path).relative_to(repo).as_posix(), profile, timeout))
         return RunResult(Path(path), 3.25, {}, "NotImplementedError in cell 3 (def add(a, b):): Exercise 1.1 (Add)")
 
-    monkeypatch.setattr(amla.runner, "execute", fake_execute)
+    monkeypatch.setattr(amla.course.runner, "execute", fake_execute)
     saved = tmp_path / "executed"
     code = main(["run", "--student", "--profile", "smoke", "--timeout", "30", "--save", str(saved), "--root", str(repo)])
     assert code == 1 and calls == [("hours/01_toolkit.ipynb", "smoke", 30)]
@@ -133,7 +133,7 @@ def test_bench_reports_a_failing_cell(repo: Path, monkeypatch: pytest.MonkeyPatc
 def test_missing_instructor_tools_get_a_one_line_hint(monkeypatch, capsys, tmp_path):
     import sys
 
-    monkeypatch.delitem(sys.modules, "amla.build", raising=False)
+    monkeypatch.delitem(sys.modules, "amla.course.build", raising=False)
     monkeypatch.setitem(sys.modules, "jupytext", None)  # as if the `tools` extra were not installed
     assert main(["build", "--check", "--root", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()

@@ -8,8 +8,8 @@ import nbformat
 import pytest
 import yaml
 
-from amla import build as B
-from amla.course import HOURS, REPO_URL, setup_cell
+from amla.course import build as B
+from amla.course.hours import HOURS, REPO_URL, setup_cell
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.py"))

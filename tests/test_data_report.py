@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import amla
-from amla import data
-from amla.report import read_report
+from amla.toolkit import data
+from amla.toolkit.report import read_report
 
 
 def test_data_dir_follows_environment(monkeypatch, tmp_path):

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import amla
 from amla.checks import CheckFailed
 from amla.checks import encoder_decoder as C
-from amla.encoder_decoder import (
+from amla.transformers.encoder_decoder import (
     EncoderDecoder,
     beam_search,
     beam_step,
@@ -24,7 +24,7 @@ from amla.encoder_decoder import (
     source_mask,
     translation_loss,
 )
-from amla.tasks import BOS_ID, EOS_ID, PAD_ID, addition_task
+from amla.transformers.tasks import BOS_ID, EOS_ID, PAD_ID, addition_task
 
 # --- the addition task ------------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import amla
-from amla import env
+from amla.toolkit import env
 
 
 def test_seed_everything_repeats_python_numpy_torch():

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from amla.checks import CheckFailed
 from amla.checks import gpt as G
-from amla.gpt import GPT, GPTConfig, KVCache, flops_per_token, generate, sample_next, top_p_probs
+from amla.transformers.gpt import GPT, GPTConfig, KVCache, flops_per_token, generate, sample_next, top_p_probs
 
 
 def _model(**kw):

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from amla.attention import causal_mask, padding_mask, to_additive
-from amla.nn import (
+from amla.transformers.attention import causal_mask, padding_mask, to_additive
+from amla.transformers.nn import (
     FeedForward,
     LearnedPositionalEncoding,
     MultiHeadAttention,

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 import amla
 from amla.checks import CheckFailed
 from amla.checks import seq2seq as C
-from amla.seq2seq import (
+from amla.transformers.seq2seq import (
     AdditiveAttention,
     AttentionDecoder,
     Encoder,
@@ -28,7 +28,7 @@ from amla.seq2seq import (
     teacher_forced_logits,
     teacher_forcing_loss,
 )
-from amla.tasks import (
+from amla.transformers.tasks import (
     BOS_ID,
     DATE_END,
     DATE_FORMATS,

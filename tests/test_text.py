@@ -3,10 +3,10 @@ import re
 import pytest
 import torch
 
-from amla import data
+from amla.toolkit import data
 from amla.checks import CheckFailed
 from amla.checks import gpt as G
-from amla.text import (BPETokenizer, CharTokenizer, TokenWindows, load_corpus, merge_pair, pair_counts,
+from amla.transformers.text import (BPETokenizer, CharTokenizer, TokenWindows, load_corpus, merge_pair, pair_counts,
                        train_bpe)
 
 

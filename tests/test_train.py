@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 import amla
-from amla.checkpoint import CheckpointError
-from amla.precision import autocast_dtype
-from amla.train import TrainConfig, Trainer, eval_batches, train_step, warmup_cosine
+from amla.toolkit.checkpoint import CheckpointError
+from amla.toolkit.precision import autocast_dtype
+from amla.toolkit.train import TrainConfig, Trainer, eval_batches, train_step, warmup_cosine
 
 
 def _data(n=256, seed=0):
@@ -143,7 +143,7 @@ def test_ctrl_c_stops_after_the_step_and_fit_continues_exactly(tmp_path, capsys)
     trainer.fit()
     assert trainer.step == 11 and len(trainer.history.train) == 11
     assert "model and history are at step 11/30" in capsys.readouterr().out
-    assert amla.checkpoint.load_checkpoint(path)["step"] == 11
+    assert amla.toolkit.checkpoint.load_checkpoint(path)["step"] == 11
     torch.rand(100)  # other cells use the random generator in between
     trainer.callbacks = []
     trainer.fit()

@@ -7,8 +7,8 @@ import torch
 
 from amla.checks import CheckFailed
 from amla.checks import transformer as C
-from amla.nn import merge_heads
-from amla.tasks import reversal_task
+from amla.transformers.nn import merge_heads
+from amla.transformers.tasks import reversal_task
 
 # --- the reversal task -------------------------------------------------------------------------------
 

@@ -160,7 +160,7 @@ def test_error_in_a_callback_shows_in_the_view() -> None:
 
 
 class FakeHistory:
-    """The slice of amla.train.History the views use."""
+    """The slice of amla.toolkit.train.History the views use."""
 
     def __init__(self) -> None:
         self.train: list[dict[str, Any]] = []

@@ -1,5 +1,5 @@
 """``python -m amla``: the same as the ``amla`` command."""
 
-from amla.cli import main
+from amla.course.cli import main
 
 raise SystemExit(main())

@@ -1,15 +1,22 @@
-"""Self-checks for the exercises: ``amla.checks.<topic>.check_<exercise>(student_function)``."""
+"""The self-checks of the exercises, on the exercise contract (``amla.checks.contract``).
 
-from amla.checks.core import CheckFailed, Mistake, compare, fail, passed
+In a notebook: ``softmax = amla.checks.attention.check_softmax(softmax)`` returns the function the rest of the
+hour uses (yours once it passes, the course's reference while the exercise is not done), and raises
+``CheckFailed`` on a wrong answer. ``amla.checks.summary()`` at the end of an hour prints one line per exercise.
 
-__all__ = ["CheckFailed", "Mistake", "compare", "fail", "passed"]
+- ``engine``: the one engine every check runs on (cases, known mistakes, properties, gradients)
+- ``values``: how results are described and compared, and how changed arguments are noticed
+- ``contract``: what a check returns, the exercises of each hour, the end-of-hour summary
+- one module per hour: ``toolkit`` (01), ``attention`` (02), ``seq2seq`` (03), ``transformer`` (04),
+  ``encoder_decoder`` (05), ``gpt`` (06)
+"""
 
-_TOPICS = ("toolkit", "attention", "seq2seq", "gpt", "encoder_decoder", "transformer")
+from amla._lazy import lazy_submodules
+from amla.checks.contract import exercises, summary
+from amla.checks.engine import Case, CheckFailed, Mistake, Property, Spec
 
+__all__ = ["Case", "CheckFailed", "Mistake", "Property", "Spec", "exercises", "summary"]
 
-def __getattr__(name: str):  # `amla.checks.toolkit` imports the topic's checks on first use
-    if name in _TOPICS:
-        import importlib
+_TOPICS = ("toolkit", "attention", "seq2seq", "transformer", "encoder_decoder", "gpt")
 
-        return importlib.import_module(f"amla.checks.{name}")
-    raise AttributeError(f"module 'amla.checks' has no attribute {name!r}")
+__getattr__ = lazy_submodules(__name__, (*_TOPICS, "contract", "core", "engine", "values"))

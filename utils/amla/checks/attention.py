@@ -1,153 +1,67 @@
 """Self-checks of Hour 02 (attention): the stable softmax and scaled dot-product attention with masks.
 
-Each check runs the student's function on a few fixed cases, chosen so that the typical mistakes give
-different answers (Tq != Tk, masks that are not symmetric, d_k != dv, values around 1000). When the
-result is wrong, the known mistakes are run on the same case; the one that reproduces the student's
-result (its values, its shape, or the very error it raised) is named.
+The cases are chosen so that the typical mistakes give different answers (Tq != Tk, d_k != d_v, masks that are
+not symmetric, values around +-1000 and 1e4), and include the edge inputs: one query, one key, a batch of one,
+left padding, float64 inputs, no mask argument at all, and a query whose keys are all masked (any answer is
+accepted for that row: NaN as a plain softmax gives, zeros as PyTorch's SDPA gives, uniform weights as a
+``finfo.min`` fill gives; the other rows must be right).
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 import re
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from amla.attention import causal_mask, padding_mask, scaled_dot_product_attention, softmax, to_additive
-from amla.checks.core import CheckFailed, Mistake, fail, passed
+from amla.checks.contract import check, exercise
+from amla.checks.engine import Case, Mistake, Property, Spec
+from amla.transformers.attention import causal_mask, padding_mask, scaled_dot_product_attention, softmax, to_additive
 
 __all__ = ["check_attention", "check_softmax"]
 
 _NEG_INF = -math.inf
+SOFTMAX = exercise(2, "2.1", "stable softmax", "softmax")
+ATTENTION = exercise(2, "2.2", "scaled dot-product attention", "scaled_dot_product_attention")
 
 
-@dataclass(frozen=True)
-class _Case:
-    label: str  # completes "With <label>: ...", e.g. "a causal mask (bool, shape (3, 5))"
-    args: tuple[Any, ...]
-
-
-def _clone(args: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple(a.clone() if isinstance(a, Tensor) else a for a in args)
-
-
-def _as_tensors(value: Any, count: int) -> list[Tensor] | None:
-    """``value`` as a list of ``count`` float tensors, or None if it is not shaped like that."""
-    items = [value] if count == 1 else value
-    if count > 1 and not (isinstance(value, (tuple, list)) and len(value) == count):
-        return None
-    if not all(isinstance(t, Tensor) for t in items):
-        return None
-    return [t.detach().float().cpu() for t in items]
-
-
-def _same(a: Sequence[Tensor], b: Sequence[Tensor], atol: float, rtol: float) -> bool:
-    return len(a) == len(b) and all(
-        x.shape == y.shape and torch.allclose(x, y, atol=atol, rtol=rtol, equal_nan=True) for x, y in zip(a, b)
-    )
-
-
-def _shapes(ts: Sequence[Tensor]) -> list[tuple[int, ...]]:
-    return [tuple(t.shape) for t in ts]
-
-
-def _outcome(fn: Callable[..., Any], args: tuple[Any, ...], count: int) -> tuple[str, Any]:
-    """("ok", tensors) | ("error", "Type: message") | ("bad", None) for one call of ``fn``."""
-    try:
-        result = fn(*_clone(args))
-    except Exception as err:  # noqa: BLE001 - a variant's error is compared with the student's
-        return "error", f"{type(err).__name__}: {err}"
-    tensors = _as_tensors(result, count)
-    return ("ok", tensors) if tensors is not None else ("bad", None)
-
-
-def _run(
-    name: str,
-    student: Callable[..., Any],
-    reference: Callable[..., Any],
-    cases: Sequence[_Case],
-    mistakes: Sequence[Mistake],
-    *,
-    parts: Sequence[str],
-    atol: float = 1e-5,
-    rtol: float = 1e-4,
-    diagnose: Callable[[_Case, list[Tensor], list[Tensor]], str | None] | None = None,
-) -> None:
-    """Run every case; on the first wrong result name the mistake that reproduces it, or describe the difference.
-
-    ``parts`` names the returned values (``("output", "weights")`` for a function returning two tensors).
-    ``diagnose(case, got, expected)`` may explain a wrong result no listed mistake reproduces.
-    """
-    count = len(parts)
-    for case in cases:
-        status, expected = _outcome(reference, case.args, count)
-        if status != "ok":  # pragma: no cover - the reference always works on the check's cases
-            raise RuntimeError(f"{name}: the reference failed on {case.label}: {expected}")
-        try:
-            raw = student(*_clone(case.args))
-        except NotImplementedError:
-            fail(name, "not implemented yet: replace the `raise NotImplementedError` line with your code.")
-        except CheckFailed:
-            raise
-        except Exception as err:  # the student's code crashed: a mistake may crash the same way
-            message = f"{type(err).__name__}: {err}"
-            for mistake in mistakes:
-                if _outcome(mistake.fn, case.args, count) == ("error", message):
-                    fail(name, f"with {case.label}, your code raised {message.splitlines()[0]}; "
-                               f"it looks like {mistake.description}")
-            fail(name, f"with {case.label}, your code raised {message.splitlines()[0]}")
-        got = _as_tensors(raw, count)
-        if got is None:
-            want = "a tensor" if count == 1 else f"a tuple ({', '.join(parts)}) of {count} tensors"
-            fail(name, f"your function should return {want}, got {type(raw).__name__}.")
-        if _shapes(got) != _shapes(expected):
-            for mistake in mistakes:
-                status, buggy = _outcome(mistake.fn, case.args, count)
-                if status == "ok" and _shapes(buggy) == _shapes(got):
-                    fail(name, f"with {case.label}, the shapes are wrong; it looks like {mistake.description}")
-            i = next(i for i in range(count) if got[i].shape != expected[i].shape)
-            fail(name, f"with {case.label}, the {parts[i]} has shape {tuple(got[i].shape)}, "
-                       f"expected {tuple(expected[i].shape)}.")
-        if _same(got, expected, atol, rtol):
-            continue
-        for mistake in mistakes:
-            status, buggy = _outcome(mistake.fn, case.args, count)
-            if status == "ok" and _same(got, buggy, atol, rtol) and not _same(buggy, expected, atol, rtol):
-                fail(name, f"with {case.label}, the result is wrong; it looks like {mistake.description}")
-        hint = diagnose(case, got, expected) if diagnose is not None else None
-        if hint:
-            fail(name, f"with {case.label}, {hint}")
-        worst = max(range(count), key=lambda i: float(torch.nan_to_num((got[i] - expected[i]).abs(), nan=math.inf).max()))
-        diff = torch.nan_to_num((got[worst] - expected[worst]).abs(), nan=math.inf)
-        idx = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
-        fail(name, f"with {case.label}, the {parts[worst]} differs from the reference by up to {diff.max().item():.3g} "
-                   f"(at index {idx}: got {got[worst][idx].item():.5g}, expected {expected[worst][idx].item():.5g}).")
+def _shape(t: Tensor | None) -> str:
+    return "None" if t is None else str(tuple(t.shape))
 
 
 # --- Exercise 2.1: a numerically stable softmax ------------------------------------------------------
 
 
-def _softmax_cases() -> list[_Case]:
+def _softmax_cases() -> list[Case]:
     g = torch.Generator().manual_seed(2)
     big = torch.randn(4, 7, generator=g) * 3
     big[0] += 1000.0  # exp(1000) overflows float32
     big[1] -= 1000.0  # far below the tensor's maximum: needs the *row* maximum
     big[2, [1, 4]] = _NEG_INF  # masked entries must get weight exactly 0
+    dead = torch.randn(3, 5, generator=g)
+    dead[1] = _NEG_INF  # a slice with no finite entry: any answer there; the other slices must be right
+    keep_rows = torch.tensor([True, False, True])
     return [
-        _Case("x of shape (4, 7) holding values near +1000 and near -1000 and two -inf, dim=-1", (big, -1)),
-        _Case("x of shape (3, 5, 6), dim=-1", (torch.randn(3, 5, 6, generator=g) * 4, -1)),
-        _Case("x of shape (3, 5, 6), dim=1", (torch.randn(3, 5, 6, generator=g) * 4, 1)),
+        Case("x of shape (4, 7) holding values near +1000 and near -1000 and two -inf, dim=-1", (big, -1)),
+        Case("x of shape (3, 5, 6), dim=-1", (torch.randn(3, 5, 6, generator=g) * 4, -1)),
+        Case("x of shape (3, 5, 6), dim=1", (torch.randn(3, 5, 6, generator=g) * 4, 1)),
+        Case("x of shape (5, 3), dim=0", (torch.randn(5, 3, generator=g), 0)),
+        Case("x of shape (2, 4, 3), dim=-2", (torch.randn(2, 4, 3, generator=g), -2)),
+        Case("logits as large as 1e4 (shape (2, 6)), dim=-1", (torch.randn(2, 6, generator=g) * 1e4, -1),
+             grad=False),  # saturated rows: float32 rounding dominates their tiny gradients
+        Case("a single entry along dim (shape (3, 1)), dim=-1", (torch.randn(3, 1, generator=g), -1)),
+        Case("float64 input (shape (2, 5)), dim=-1", (torch.randn(2, 5, generator=g, dtype=torch.float64), -1)),
+        Case("a row that is all -inf (shape (3, 5), row 1), dim=-1", (dead, -1), grad=False,
+             view=lambda out: out[keep_rows]),
     ]
 
 
 def _softmax_variant(kind: str) -> Callable[[Tensor, int], Tensor]:
-    """A softmax with one typical bug (kind) switched on."""
+    """A softmax with one typical bug switched on (kind)."""
 
     def fn(x: Tensor, dim: int = -1) -> Tensor:
         if kind == "ignores_dim":
@@ -193,29 +107,69 @@ _SOFTMAX_MISTAKES = [
             "(use .sum(dim, keepdim=True)).", _softmax_variant("global_sum")),
 ]
 
-def _uses_library_softmax(fn: Callable[..., Any]) -> bool:
-    try:
-        source = inspect.getsource(fn)
-    except (OSError, TypeError):  # no source (a builtin, a lambda typed in a REPL): nothing to say
-        return False
-    body = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("def ", "#")))
-    return bool(re.search(r"\.softmax\s*\(|\bSoftmax\s*\(", body))
+
+def _finite_slices(x: Tensor, dim: int) -> Tensor:
+    return torch.isfinite(x).any(dim=dim, keepdim=True).expand_as(x)
 
 
-def check_softmax(softmax_fn: Callable[..., Tensor]) -> None:
-    """Exercise 2.1: ``softmax(x, dim)`` on ordinary inputs, huge values (+-1000), -inf entries and dim != -1."""
-    name = "Exercise 2.1 (stable softmax)"
-    if _uses_library_softmax(softmax_fn):
-        fail(name, "write it with torch.exp, amax and sum: calling a library softmax skips the point of the exercise.")
+def _softmax_finite(case: Case, out: Tensor, rerun: Any) -> str | None:
+    x, dim = case.args
+    bad = ~torch.isfinite(out) & _finite_slices(x, dim)
+    if bool(bad.any()):
+        return f"{int(bad.sum())} entries are nan or inf: an exponential overflowed (or 0 / 0); subtract the maximum first"
+    return None
 
-    def diagnose(case: _Case, got: list[Tensor], expected: list[Tensor]) -> str | None:
-        if not torch.isfinite(got[0]).all():
-            return "your result holds nan or inf: an exponential overflowed (or 0 / 0); subtract the row maximum first."
+
+def _softmax_sums_to_one(case: Case, out: Tensor, rerun: Any) -> str | None:
+    x, dim = case.args
+    rows = torch.isfinite(x).any(dim=dim)
+    sums = out.double().sum(dim=dim)[rows]
+    if sums.numel() and not torch.allclose(sums, torch.ones_like(sums), atol=1e-4):
+        return f"the sums along dim={dim} range from {sums.min().item():.4g} to {sums.max().item():.4g}"
+    return None
+
+
+def _softmax_zero_at_minus_inf(case: Case, out: Tensor, rerun: Any) -> str | None:
+    x, dim = case.args
+    masked = (x == _NEG_INF) & _finite_slices(x, dim)
+    if bool(masked.any()) and bool((out[masked] != 0).any()):
+        return f"an entry of -inf got {out[masked].abs().max().item():.3g} instead of exactly 0"
+    return None
+
+
+def _softmax_shift_invariant(case: Case, out: Tensor, rerun: Any) -> str | None:
+    x, dim = case.args
+    if x.abs().max() > 100:  # only where adding 7 cannot overflow a correct solution
         return None
+    shifted = rerun(x + 7.0, dim)
+    if isinstance(shifted, Tensor) and shifted.shape == out.shape and not torch.allclose(shifted, out, atol=1e-5):
+        return "adding 7 to every entry changed the result, but the softmax of x + c equals the softmax of x"
+    return None
 
-    with torch.random.fork_rng(devices=[]):  # a check must not move the notebook's random state
-        _run(name, softmax_fn, softmax, _softmax_cases(), _SOFTMAX_MISTAKES, parts=("result",), diagnose=diagnose)
-    passed(name, "stable on values near +-1000, exact zeros for -inf, any dim")
+
+_SOFTMAX_PROPERTIES = [
+    Property("'the result is finite'", _softmax_finite),
+    Property("'the entries along dim sum to 1'", _softmax_sums_to_one),
+    Property("'an entry of -inf gets exactly 0'", _softmax_zero_at_minus_inf),
+    Property("'softmax(x + c) = softmax(x)'", _softmax_shift_invariant),
+]
+
+
+def _no_library_softmax(source: str) -> str | None:
+    if re.search(r"\.softmax\s*\(|\bSoftmax\s*\(|\bsoftmax\s*\(", source.replace("def softmax", "")):
+        return "write it with torch.exp, amax and sum: calling a library softmax skips the point of the exercise."
+    return None
+
+
+_SOFTMAX_SPEC = Spec(reference=softmax, cases=_softmax_cases, mistakes=_SOFTMAX_MISTAKES,
+                     properties=_SOFTMAX_PROPERTIES, differentiable=True, source_rules=[_no_library_softmax])
+
+
+def check_softmax(softmax_fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """Exercise 2.1: ``softmax(x, dim)``; returns the softmax the rest of the hour uses (yours once it passes)."""
+    return check(SOFTMAX, _SOFTMAX_SPEC, (softmax_fn,), (softmax,),
+                 f"stable near +-1000 and 1e4, exact zeros for -inf, any dim, float64 kept, gradients right "
+                 f"({len(_softmax_cases())} cases)")
 
 
 # --- Exercise 2.2: scaled dot-product attention with masks -------------------------------------------
@@ -259,8 +213,6 @@ def _attention_variant(
                 allowed = ~(mask == 0)
             elif float_mask == "bool_only":
                 allowed = ~mask  # TypeError on a float tensor, the error the student sees
-            else:
-                allowed = None
         if mask is not None and mask_at == "scores":
             scores = scores + mask if allowed is None else scores.masked_fill(~allowed, fill)
         e = torch.exp(scores - scores.amax(dim=axis, keepdim=True))
@@ -286,7 +238,7 @@ _ATTENTION_MISTAKES = [
             "k.transpose(-2, -1) (or k.mT).", _attention_variant(plain_T=True)),
     Mistake("the scores are k q^T instead of q k^T: rows must be queries and columns keys, [..., Tq, Tk].",
             _attention_variant(keys_first=True)),
-    Mistake("the scores are not scaled: multiply q k^T by 1/sqrt(d_k) (here d_k = q.shape[-1] = 4), otherwise their "
+    Mistake("the scores are not scaled: multiply q k^T by 1/sqrt(d_k) (d_k = q.shape[-1]), otherwise their "
             "variance grows with d_k and the softmax saturates.", _attention_variant(scale="none")),
     Mistake("the scores are divided by d_k instead of sqrt(d_k).", _attention_variant(scale="d")),
     Mistake("the scores are multiplied by sqrt(d_k) instead of divided by it.", _attention_variant(scale="mul")),
@@ -318,67 +270,143 @@ _ATTENTION_MISTAKES = [
 ]
 
 
-def _shape_text(t: Tensor | None) -> str:
-    return "None" if t is None else str(tuple(t.shape))
-
-
-def _attention_cases() -> list[_Case]:
-    """Cases where every listed mistake gives a different answer: d_k = 4 != dv = 6, Tq != Tk, asymmetric masks."""
+def _attention_cases() -> list[Case]:
+    """Cases where the listed mistakes give different answers (d_k = 4 != dv = 6, Tq != Tk, asymmetric masks),
+    then the edge inputs."""
     g = torch.Generator().manual_seed(20)
 
-    def qkv(*lead: int, tq: int, tk: int, d: int = 4, dv: int = 6) -> tuple[Tensor, Tensor, Tensor]:
-        return (torch.randn(*lead, tq, d, generator=g), torch.randn(*lead, tk, d, generator=g),
-                torch.randn(*lead, tk, dv, generator=g))
+    def qkv(*lead: int, tq: int, tk: int, d: int = 4, dv: int = 6, dtype: torch.dtype = torch.float32,
+            size: float = 1.0) -> tuple[Tensor, Tensor, Tensor]:
+        return (torch.randn(*lead, tq, d, generator=g, dtype=dtype) * size,
+                torch.randn(*lead, tk, d, generator=g, dtype=dtype) * size,
+                torch.randn(*lead, tk, dv, generator=g, dtype=dtype))
 
-    cases: list[tuple[str, tuple[Tensor, Tensor, Tensor], Tensor | None]] = []
-    cases.append(("no mask", qkv(2, tq=3, tk=5), None))
+    cases: list[tuple[str, tuple[Tensor, Tensor, Tensor], Tensor | None, dict[str, Any]]] = []
+    cases.append(("no mask", qkv(2, tq=3, tk=5), None, {}))
     cases.append(("a padding mask (bool, lengths 4 and 2) in self-attention", qkv(2, tq=5, tk=5),
-                  padding_mask([4, 2], 5)))
-    cases.append(("a causal mask (bool)", qkv(2, tq=3, tk=5), causal_mask(3, 5)))
+                  padding_mask([4, 2], 5), {}))
+    cases.append(("a causal mask (bool)", qkv(2, tq=3, tk=5), causal_mask(3, 5), {}))
     pattern = causal_mask(3, 5, align="bottom_right") & padding_mask([5, 4], 5)  # [2, 3, 5], no empty row
     cases.append(("an additive mask (float, 0 where allowed and -inf where blocked)", qkv(2, tq=3, tk=5),
-                  to_additive(pattern)))
+                  to_additive(pattern), {}))
     cases.append(("multi-head inputs (2 sequences, 3 heads) and a padding mask (bool)", qkv(2, 3, tq=4, tk=6),
-                  padding_mask([6, 3], 6)[:, None]))
+                  padding_mask([6, 3], 6)[:, None], {}))
     distance = (torch.arange(5)[None, :] - torch.arange(3)[:, None]).abs().float()
-    cases.append(("an additive bias (float, finite values: -0.7 * |i - j|)", qkv(2, tq=3, tk=5), -0.7 * distance))
-    return [
-        _Case(f"{label} (q {_shape_text(q)}, k {_shape_text(k)}, v {_shape_text(v)}"
-              + (f", mask {_shape_text(mask)})" if mask is not None else ")"), (q, k, v, mask))
-        for label, (q, k, v), mask in cases
-    ]
+    cases.append(("an additive bias (float, finite values: -0.7 * |i - j|)", qkv(2, tq=3, tk=5), -0.7 * distance, {}))
+    left = torch.tensor([[False, False, True, True, True], [True] * 5])[:, None, :]  # padding at the start
+    cases.append(("left padding (bool: the first 2 keys of sequence 0 are padding)", qkv(2, tq=5, tk=5), left, {}))
+    cases.append(("a single query (Tq = 1) and a padding mask (bool)", qkv(2, tq=1, tk=5), padding_mask([5, 3], 5), {}))
+    cases.append(("a single key (Tk = 1)", qkv(1, tq=3, tk=1), None, {}))
+    cases.append(("large scores (q and k scaled by 30, batch of 1)", qkv(1, tq=4, tk=6, size=30.0), None,
+                  dict(grad=False)))  # saturated rows: float32 rounding dominates their tiny gradients
+    cases.append(("float64 inputs and a causal mask (bool)", qkv(2, tq=4, tk=4, dtype=torch.float64),
+                  causal_mask(4), {}))
+    empty = causal_mask(4, 4).clone()
+    empty[2] = False  # query 2 may attend to nothing
+    keep = torch.tensor([True, True, False, True])
+    cases.append(("a mask (bool) where query 2 may attend to no key at all", qkv(2, tq=4, tk=4), empty,
+                  dict(grad=False, view=lambda out: (out[0][..., keep, :], out[1][..., keep, :]))))
+    out = [Case(f"{label} (q {_shape(q)}, k {_shape(k)}, v {_shape(v)}"
+                + (f", mask {_shape(mask)})" if mask is not None else ")"), (q, k, v, mask), **extra)
+           for label, (q, k, v), mask, extra in cases]
+    q, k, v = qkv(2, tq=3, tk=4)
+    out.append(Case(f"no mask argument at all: attention(q, k, v) (q {_shape(q)}, k {_shape(k)}, v {_shape(v)})",
+                    (q, k, v)))
+    return out
 
 
 def _reference_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
     return scaled_dot_product_attention(q, k, v, mask)
 
 
-def _diagnose_attention(case: _Case, got: list[Tensor], expected: list[Tensor]) -> str | None:
-    out, weights = got
-    q, k, v, mask = case.args
-    if _same([weights], [expected[1]], 1e-5, 1e-4):
-        return "the weights are right but the output is not: it should be weights @ v."
-    if _same([out], [expected[0]], 1e-5, 1e-4):
-        return "the output is right but the returned weights are not: return the softmax weights you multiplied v by."
-    sums = weights.sum(dim=-1)
-    if torch.isfinite(sums).all() and not torch.allclose(sums, torch.ones_like(sums), atol=1e-4):
-        return (f"the weights do not sum to 1 over the keys (row sums from {sums.min().item():.4g} to "
-                f"{sums.max().item():.4g}): normalise the softmax over the last axis.")
-    if not torch.isfinite(out).all():
-        return "the output holds nan or inf: check the softmax (subtract the row maximum) and how the mask is applied."
+def _mask_of(case: Case) -> Tensor | None:
+    return case.args[3] if len(case.args) > 3 else None
+
+
+def _allowed(case: Case, weights: Tensor) -> Tensor:
+    mask = _mask_of(case)
+    if mask is None:
+        return torch.ones(weights.shape, dtype=torch.bool)
+    allowed = mask if mask.dtype == torch.bool else mask != _NEG_INF
+    return allowed.expand(weights.shape)
+
+
+def _weights_sum_to_one(case: Case, result: Any, rerun: Any) -> str | None:
+    weights = result[1].detach().double()
+    live = _allowed(case, weights).any(-1)
+    sums = weights.sum(-1)[live]
+    if not torch.allclose(sums, torch.ones_like(sums), atol=1e-4):
+        return f"the row sums range from {sums.min().item():.4g} to {sums.max().item():.4g}"
     return None
 
 
-def check_attention(attention_fn: Callable[..., tuple[Tensor, Tensor]]) -> None:
-    """Exercise 2.2: ``scaled_dot_product_attention(q, k, v, mask) -> (output, weights)`` on six cases.
+def _masked_keys_get_zero(case: Case, result: Any, rerun: Any) -> str | None:
+    weights = result[1].detach()
+    allowed = _allowed(case, weights)
+    blocked = ~allowed & allowed.any(-1, keepdim=True)
+    if bool(blocked.any()) and bool((weights[blocked] != 0).any()):
+        return f"a blocked key got weight {weights[blocked].abs().max().item():.3g}; it must get exactly 0"
+    return None
 
-    No mask; a padding mask in self-attention; a causal mask with Tq != Tk; an additive 0 / -inf mask;
-    multi-head inputs; a finite additive bias.
-    """
-    name = "Exercise 2.2 (scaled dot-product attention)"
-    with torch.random.fork_rng(devices=[]):  # a check must not move the notebook's random state
-        cases = _attention_cases()
-        _run(name, attention_fn, _reference_attention, cases, _ATTENTION_MISTAKES,
-             parts=("output", "weights"), diagnose=_diagnose_attention)
-    passed(name, f"output and weights match the reference on {len(cases)} cases (no mask, padding, causal, "
-                 "additive 0/-inf, multi-head, additive bias)")
+
+def _output_is_weights_times_v(case: Case, result: Any, rerun: Any) -> str | None:
+    out, weights = result
+    live = _allowed(case, weights).any(-1, keepdim=True)
+    mixed = weights.detach().double() @ case.args[2].double()
+    if not torch.allclose(torch.where(live, out.detach().double(), 0), torch.where(live, mixed, 0), atol=1e-4):
+        return "the output is not the returned weights times v (output = weights @ v)"
+    return None
+
+
+def _blocked_values_do_not_matter(case: Case, result: Any, rerun: Any) -> str | None:
+    q, k, v = case.args[:3]
+    mask = _mask_of(case)
+    if mask is None or mask.dtype != torch.bool:
+        return None
+    visible = mask.expand(*q.shape[:-1], k.shape[-2]).any(-2)  # [..., Tk]: keys that some query may see
+    if bool(visible.all()):
+        return None
+    noisy = v.clone()
+    noisy[~visible] += 100.0
+    out2 = rerun(q, k, noisy, mask)[0]
+    rows = mask.expand(*q.shape[:-1], k.shape[-2]).any(-1)
+    if not torch.allclose(out2.detach()[rows], result[0].detach()[rows], atol=1e-4):
+        return "changing the values of keys that no query may see changed the output"
+    return None
+
+
+def _equivariant_in_the_keys(case: Case, result: Any, rerun: Any) -> str | None:
+    q, k, v = case.args[:3]
+    mask = _mask_of(case)
+    perm = torch.arange(k.shape[-2]).flip(0)
+    permuted_mask = None if mask is None else mask[..., perm] if mask.shape[-1] > 1 else mask
+    out2, w2 = rerun(q, k[..., perm, :], v[..., perm, :], permuted_mask)
+    live = _allowed(case, result[1]).any(-1, keepdim=True)
+    same_out = torch.allclose(torch.where(live, out2.detach(), 0), torch.where(live, result[0].detach(), 0), atol=1e-4)
+    same_w = torch.allclose(torch.where(live, w2.detach(), 0),
+                            torch.where(live, result[1].detach()[..., perm], 0), atol=1e-4)
+    if not (same_out and same_w):
+        return "listing the keys (with their values and mask columns) in reverse order changed the answer"
+    return None
+
+
+_ATTENTION_PROPERTIES = [
+    Property("'each query's weights sum to 1 over the keys'", _weights_sum_to_one),
+    Property("'a blocked key gets weight exactly 0'", _masked_keys_get_zero),
+    Property("'output = weights @ v'", _output_is_weights_times_v),
+    Property("'keys no query may see do not change the output'", _blocked_values_do_not_matter),
+    Property("'the order in which the keys are listed does not matter'", _equivariant_in_the_keys),
+]
+
+_ATTENTION_SPEC = Spec(reference=_reference_attention, cases=_attention_cases, mistakes=_ATTENTION_MISTAKES,
+                       properties=_ATTENTION_PROPERTIES, differentiable=True, items=("output", "weights"),
+                       arg_names=("q", "k", "v", "mask"))
+
+
+def check_attention(attention_fn: Callable[..., tuple[Tensor, Tensor]]) -> Callable[..., tuple[Tensor, Tensor]]:
+    """Exercise 2.2: ``scaled_dot_product_attention(q, k, v, mask) -> (output, weights)``; returns the attention the
+    rest of the hour uses (yours once it passes)."""
+    return check(ATTENTION, _ATTENTION_SPEC, (attention_fn,), (_reference_attention,),
+                 f"output, weights and gradients match on {len(_attention_cases())} cases (no mask, padding, causal, "
+                 "additive, multi-head, bias, left padding, one query, one key, large scores, float64, a query "
+                 "with no key)")

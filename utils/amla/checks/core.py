@@ -15,9 +15,7 @@ from typing import Any, Callable, NoReturn, Sequence
 
 import torch
 
-
-class CheckFailed(AssertionError):
-    """A self-check found a wrong result; the message says which value and the likely mistake."""
+from amla.checks.engine import CheckFailed
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from typing import Any, Callable
 import torch
 
 from amla.checks.core import Mistake, compare
-from amla.encoder_decoder import beam_step, decoder_mask, label_smoothed_cross_entropy
-from amla.tasks import BOS_ID, PAD_ID
+from amla.transformers.encoder_decoder import beam_step, decoder_mask, label_smoothed_cross_entropy
+from amla.transformers.tasks import BOS_ID, PAD_ID
 
 # --- Exercise 5.1: the decoder's self-attention mask ------------------------------------------------
 

@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from amla.checks.core import CheckFailed, Mistake, compare, fail, passed
-from amla.text import merge_pair, pair_counts
+from amla.transformers.text import merge_pair, pair_counts
 
 __all__ = ["check_merge_pair", "check_pair_counts", "check_top_p"]
 
@@ -164,7 +164,7 @@ def check_merge_pair(student: Callable[[list[int], tuple[int, int], int], list[i
 
 
 def _top_p_reference(logits, p, temperature):
-    from amla.gpt import top_p_probs
+    from amla.transformers.gpt import top_p_probs
 
     return top_p_probs(logits, p, temperature)
 

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from amla.checks.core import Mistake, compare
-from amla.seq2seq import AttentionDecoder, Memory, additive_attention, monotone_fraction, teacher_forcing_loss
-from amla.tasks import BOS_ID, EOS_ID, ISO_FIELDS, PAD_ID
+from amla.transformers.seq2seq import AttentionDecoder, Memory, additive_attention, monotone_fraction, teacher_forcing_loss
+from amla.transformers.tasks import BOS_ID, EOS_ID, ISO_FIELDS, PAD_ID
 
 # --- Exercise 3.1: additive attention ----------------------------------------------------------------
 

@@ -13,15 +13,15 @@ from unittest import mock
 import torch
 from torch import nn
 
-from amla.checkpoint import rng_state, set_rng_state
+from amla.toolkit.checkpoint import rng_state, set_rng_state
 from amla.checks.core import Mistake, compare, fail, passed
-from amla.train import default_loss, warmup_cosine
+from amla.toolkit.train import default_loss, warmup_cosine
 
 # --- Exercise 1.1: one mixed-precision training step with accumulation and clipping ------------------
 
 
 def _reference_step(model, micro_batches, optimizer, scaler, dtype, max_norm):  # noqa: ANN001
-    from amla.train import train_step
+    from amla.toolkit.train import train_step
 
     loss, _ = train_step(model, micro_batches, optimizer, scaler, dtype, max_norm)
     return loss
@@ -238,7 +238,7 @@ def _check_resume(save_training_state: Callable[..., None], load_training_state:
             hints = {
                 "optimizer": "the optimizer state is not restored: AdamW's moment estimates start from zero again.",
                 "scheduler": "the learning-rate schedule is not restored, so it restarts its warmup.",
-                "rng": "the random-number state is not restored (amla.checkpoint.rng_state / set_rng_state), so "
+                "rng": "the random-number state is not restored (amla.toolkit.checkpoint.rng_state / set_rng_state), so "
                        "the resumed run draws different batches and dropout masks.",
                 "step": "the step is not restored, so the run trains the wrong number of steps.",
             }

@@ -1,7 +1,7 @@
 """Self-checks of Hour 04 (multi-head attention and the Transformer block).
 
 Splitting heads, the multi-head attention forward pass, the sinusoidal table and the residual block with
-pre-norm and post-norm. Each check compares the student's function with the reference in ``amla.nn`` on
+pre-norm and post-norm. Each check compares the student's function with the reference in ``amla.transformers.nn`` on
 random inputs chosen so that the typical mistakes give different answers (``T != H != d_head``,
 ``d_model != d_head``, cross-attention with ``Tq != Tk``, asymmetric padding), and names the mistake whose
 buggy variant reproduces the student's result.
@@ -15,9 +15,9 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from amla.attention import padding_mask
+from amla.transformers.attention import padding_mask
 from amla.checks.core import Mistake, compare, fail
-from amla.nn import MultiHeadAttention, TransformerBlock, merge_heads, sinusoidal_table, split_heads
+from amla.transformers.nn import MultiHeadAttention, TransformerBlock, merge_heads, sinusoidal_table, split_heads
 
 __all__ = ["check_mha_forward", "check_sinusoidal", "check_split_heads", "check_transformer_block"]
 

@@ -1,4 +1,4 @@
-"""The encoder-decoder Transformer (Hour 05), built from the blocks of ``amla.nn`` (Hour 04).
+"""The encoder-decoder Transformer (Hour 05), built from the blocks of ``amla.transformers.nn`` (Hour 04).
 
 - Masks: ``source_mask`` (padding, ``[B, 1, S]``), ``decoder_mask`` (causal and target padding,
   ``[B, 1, T, T]``), both bool with True = may attend.
@@ -21,11 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from amla.attention import causal_mask
-from amla.errors import shape_text
-from amla.nn import LearnedPositionalEncoding, SinusoidalPositionalEncoding, TransformerBlock, TransformerEncoder
-from amla.tasks import BOS_ID, EOS_ID, PAD_ID
-from amla.train import eval_batches
+from amla.transformers.attention import causal_mask
+from amla.toolkit.errors import shape_text
+from amla.transformers.nn import LearnedPositionalEncoding, SinusoidalPositionalEncoding, TransformerBlock, TransformerEncoder
+from amla.transformers.tasks import BOS_ID, EOS_ID, PAD_ID
+from amla.toolkit.train import eval_batches
 
 __all__ = [
     "EncoderDecoder",

@@ -4,15 +4,15 @@
 - ``MultiHeadAttention``: separate q/k/v projections, ``H`` heads of scaled dot-product attention, an output
   projection. Self-attention when ``kv`` is None, cross-attention otherwise. ``need_weights=False`` runs
   ``torch.nn.functional.scaled_dot_product_attention`` (fast); ``need_weights=True`` runs
-  ``amla.attention.scaled_dot_product_attention`` and returns the weights ``[B, H, Tq, Tk]``; same output.
+  ``amla.transformers.attention.scaled_dot_product_attention`` and returns the weights ``[B, H, Tq, Tk]``; same output.
 - ``SinusoidalPositionalEncoding``, ``LearnedPositionalEncoding`` (added to ``x [B, T, d]``) and
   ``RotaryEmbedding`` (rotates q and k ``[B, H, T, d_head]``, so scores depend on relative positions).
 - ``FeedForward`` (Linear, GELU, Linear), ``TransformerBlock`` (pre-norm or post-norm, optional
   cross-attention), ``TransformerEncoder`` (embedding, positions, ``n_layers`` blocks).
 
-Masks follow ``amla.attention``: bool (True = may attend) or float (added to the scores), broadcastable to
+Masks follow ``amla.transformers.attention``: bool (True = may attend) or float (added to the scores), broadcastable to
 ``[B, H, Tq, Tk]``. A 3-D mask is read as ``[B, Tq or 1, Tk]`` and shared by all heads, so the output of
-``amla.attention.padding_mask(lengths)`` (``[B, 1, T]``) can be passed as it is.
+``amla.transformers.attention.padding_mask(lengths)`` (``[B, 1, T]``) can be passed as it is.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from amla.attention import causal_mask, scaled_dot_product_attention
-from amla.errors import check_int, shape_text
+from amla.transformers.attention import causal_mask, scaled_dot_product_attention
+from amla.toolkit.errors import check_int, shape_text
 
 __all__ = [
     "FeedForward",

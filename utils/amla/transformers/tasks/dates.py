@@ -12,8 +12,8 @@ import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from amla.errors import check_int
-from amla.tasks.vocab import PairSet, Vocab
+from amla.toolkit.errors import check_int
+from amla.transformers.tasks.vocab import PairSet, Vocab
 
 __all__ = [
     "DATE_CHARACTERS", "DATE_END", "DATE_FORMATS", "DATE_START", "ISO_CHARACTERS", "ISO_FIELDS", "MONTHS", "WEEKDAYS",

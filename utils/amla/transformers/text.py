@@ -1,7 +1,7 @@
 """Text for Hour 06: the corpus, a character tokenizer, a small byte-pair encoding, and training windows.
 
 ``load_corpus()`` returns tiny Shakespeare when it is in the data directory (or can be downloaded,
-sha256-verified, through ``amla.data``) and otherwise Python's own reference text, which ships with every
+sha256-verified, through ``amla.toolkit.data``) and otherwise Python's own reference text, which ships with every
 Python (``pydoc_data.topics``), so the hour runs offline too. It prints which corpus is in use.
 """
 
@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from amla import data
+from amla.toolkit import data
 
 __all__ = [
     "BPETokenizer", "CharTokenizer", "Corpus", "TokenWindows", "load_corpus", "merge_pair", "pair_counts",

@@ -6,8 +6,8 @@ import random
 import string
 from dataclasses import dataclass
 
-from amla.errors import check_int
-from amla.tasks.vocab import PairSet, Vocab
+from amla.toolkit.errors import check_int
+from amla.transformers.tasks.vocab import PairSet, Vocab
 
 __all__ = ["ReversalTask", "reversal_task"]
 

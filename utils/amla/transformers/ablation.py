@@ -22,7 +22,7 @@ __all__ = ["heads_removed"]
 @contextmanager
 def heads_removed(proj: nn.Linear, heads: Iterable[int], n_heads: int) -> Iterator[None]:
     """Inside the ``with`` block the given ``heads`` contribute nothing: their slices of the input of ``proj``
-    (the attention's output projection, e.g. ``amla.nn.MultiHeadAttention.out_proj`` or the GPT's
+    (the attention's output projection, e.g. ``amla.transformers.nn.MultiHeadAttention.out_proj`` or the GPT's
     ``attn.proj``) are set to zero. The hook is removed on exit, also after an error."""
     if not isinstance(proj, nn.Linear):
         raise TypeError(f"heads_removed expected the output projection (an nn.Linear), got {type(proj).__name__}")

@@ -11,7 +11,7 @@
 - ``teacher_forcing_loss``: the training loss (the ground-truth previous token is fed at each step);
   ``greedy_decode``: inference (the model's own previous token is fed, until ``<eos>``).
 
-Conventions: ids ``<pad>`` = 0, ``<bos>`` = 1, ``<eos>`` = 2 (``amla.tasks``); a mask is a bool tensor
+Conventions: ids ``<pad>`` = 0, ``<bos>`` = 1, ``<eos>`` = 2 (``amla.transformers.tasks``); a mask is a bool tensor
 that is True at real tokens and False at padding, like the boolean ``attn_mask`` of PyTorch's
 ``scaled_dot_product_attention``.
 """
@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from amla.errors import shape_text
-from amla.tasks import BOS_ID, EOS_ID, PAD_ID
-from amla.train import eval_batches
+from amla.toolkit.errors import shape_text
+from amla.transformers.tasks import BOS_ID, EOS_ID, PAD_ID
+from amla.toolkit.train import eval_batches
 
 __all__ = [
     "AdditiveAttention",
@@ -338,7 +338,7 @@ def monotone_fraction(weights: torch.Tensor, groups: Sequence[Sequence[int]] | N
 
     ``weights`` [N, T, S] (or [T, S]). Each group is a sequence of output positions; the pairs of
     neighbours inside a group count (default: one group, all T steps). With
-    ``amla.tasks.ISO_FIELDS`` only the steps inside the year, the month and the day count.
+    ``amla.transformers.tasks.ISO_FIELDS`` only the steps inside the year, the month and the day count.
     """
     if weights.dim() == 2:
         weights = weights.unsqueeze(0)

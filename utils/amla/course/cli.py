@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from amla.course import HOURS, hour
+from amla.course.hours import HOURS, hour
 
 OK, FAIL, INFO = "\u2713", "\u2717", "\u00b7"
 MIN_IPYWIDGETS = (7, 7)
@@ -29,14 +29,14 @@ def _hour_number(text: str) -> int:
 
 
 def _root(args: argparse.Namespace) -> Path:
-    from amla.build import check_root, find_root
+    from amla.course.build import check_root, find_root
 
     return check_root(args.root) if args.root else find_root(command=args.command)
 
 
 def _profile(args: argparse.Namespace) -> str:
-    from amla.env import profile  # imports torch, so only when needed
-    from amla.runner import check_profile
+    from amla.toolkit.env import profile  # imports torch, so only when needed
+    from amla.course.runner import check_profile
 
     return check_profile(args.profile or profile())
 
@@ -45,7 +45,7 @@ def _profile(args: argparse.Namespace) -> str:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from amla.build import build
+    from amla.course.build import build
 
     root = _root(args)
     lines = build(root, hours=args.hours or None, check=args.check)
@@ -63,7 +63,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from amla.runner import execute, notebooks
+    from amla.course.runner import execute, notebooks
 
     root = _root(args)
     profile = _profile(args)
@@ -102,8 +102,8 @@ def format_table(rows: list[tuple[str, str, str, float]]) -> str:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from amla.env import pick_device
-    from amla.runner import execute, notebooks
+    from amla.toolkit.env import pick_device
+    from amla.course.runner import execute, notebooks
 
     root = _root(args)
     profile = _profile(args)
@@ -148,7 +148,7 @@ def doctor_checks() -> list[tuple[str, str]]:
     """(mark, text) of each check; a FAIL mark is a hard requirement that is not met."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from amla.data import data_dir, status
+    from amla.toolkit.data import data_dir, status
 
     checks: list[tuple[str, str]] = []
     try:
@@ -174,7 +174,7 @@ def doctor_checks() -> list[tuple[str, str]]:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from amla.env import env_report
+    from amla.toolkit.env import env_report
 
     facts = env_report()
     width = max(map(len, facts))

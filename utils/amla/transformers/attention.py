@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from amla.errors import check_int
+from amla.toolkit.errors import check_int
 
 __all__ = [
     "causal_mask",

@@ -7,7 +7,7 @@
   ``### END SOLUTION`` region is replaced by ``raise NotImplementedError(...)`` naming its exercise,
   and every markdown cell tagged ``answer`` by ``**Your answer:** ...``.
 
-Both start with the set-up cell of ``amla.course.setup_cell``. The output is deterministic (stable
+Both start with the set-up cell of ``amla.course.hours.setup_cell``. The output is deterministic (stable
 cell ids, no outputs), so rebuilding an unchanged source changes no byte. The hour table of README.md,
 between ``<!-- hours:start -->`` and ``<!-- hours:end -->``, is generated too.
 """
@@ -29,7 +29,7 @@ from jupytext.config import JupytextConfiguration, load_jupytext_configuration_f
 from jupytext.metadata_filter import filter_metadata
 from nbformat import NotebookNode
 
-from amla.course import HOURS, Hour, colab_url, hour, setup_cell
+from amla.course.hours import HOURS, Hour, colab_url, hour, setup_cell
 
 SOURCE_DIR = "solutions"
 STUDENT_DIR = "hours"
@@ -101,7 +101,7 @@ def check_root(root: str | os.PathLike[str]) -> Path:
 
 
 def source_hour(path: Path) -> Hour:
-    """The hour a source file belongs to, checked against amla.course.HOURS."""
+    """The hour a source file belongs to, checked against amla.course.hours.HOURS."""
     shown = f"{path.parent.name}/{path.name}"
     match = _SOURCE_NAME.match(path.name)
     if not match:
@@ -110,9 +110,9 @@ def source_hour(path: Path) -> Hour:
     try:
         h = hour(number)
     except ValueError:
-        raise BuildError(f"{shown}: amla/course.py has no hour {number}; it has hours 1 to {len(HOURS)}") from None
+        raise BuildError(f"{shown}: amla/course/hours.py has no hour {number}; it has hours 1 to {len(HOURS)}") from None
     if h.slug != slug:
-        raise BuildError(f"{shown}: amla/course.py calls hour {number} {h.stem!r} ({h.title}); expected {h.stem}.py")
+        raise BuildError(f"{shown}: amla/course/hours.py calls hour {number} {h.stem!r} ({h.title}); expected {h.stem}.py")
     return h
 
 
@@ -387,7 +387,7 @@ def build(root: str | os.PathLike[str], hours: Iterable[int] | None = None, chec
     if not readme.is_file():
         raise BuildError(f"{README} not found in {root}; it needs the lines {README_START} and {README_END}")
     new_readme = render_readme(readme.read_text(encoding="utf-8"), hour_table(sources))
-    outputs[readme] = (new_readme.encode("utf-8"), "amla/course.py and the sources")
+    outputs[readme] = (new_readme.encode("utf-8"), "amla/course/hours.py and the sources")
 
     report: list[str] = []
     for path, (data, origin) in outputs.items():

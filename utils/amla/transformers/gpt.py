@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from amla.attention import causal_mask
-from amla.nn import merge_heads, split_heads
+from amla.transformers.attention import causal_mask
+from amla.transformers.nn import merge_heads, split_heads
 
 __all__ = [
     "GPT", "GPTConfig", "KVCache", "CausalSelfAttention", "flops_per_token", "generate", "sample_next",

@@ -98,7 +98,7 @@ def env_report(device: torch.device | None = None) -> dict[str, str]:
     except ImportError:  # pragma: no cover - ipywidgets is a dependency
         widgets_version = "not installed"
     from amla import __version__
-    from amla.data import data_dir
+    from amla.toolkit.data import data_dir
 
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "-"
     return {
@@ -118,8 +118,11 @@ def env_report(device: torch.device | None = None) -> dict[str, str]:
 
 def setup(hour: int | None = None, seed: int = 0) -> torch.device:
     """What the first cell of every notebook calls: pick the device, seed, print one status line."""
+    from amla.checks.contract import start_hour
+
     device = pick_device()
     seed_everything(seed)
+    start_hour(hour)  # no exercise of this hour checked yet (amla.checks.summary() reports them at the end)
     _configure_ipython()
     where = f"Hour {hour:02d} | " if hour is not None else ""
     print(f"{where}amla profile: {profile()} | device: {device} | seed: {seed} | torch {torch.__version__}")
@@ -138,7 +141,7 @@ def _configure_ipython() -> None:
         return
     if getattr(ip, "kernel", None) is not None:
         ip.run_line_magic("matplotlib", "inline")
-    from amla.checks.core import CheckFailed
+    from amla.checks.engine import CheckFailed
 
     def show(shell, etype, value, tb, tb_offset=None):  # noqa: ANN001 - IPython's signature
         print(f"\u2717 {value}", file=sys.stderr)

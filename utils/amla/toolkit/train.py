@@ -26,9 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from amla.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from amla.precision import PRECISIONS, autocast, autocast_dtype, grad_scaler
-from amla.env import pick_device
+from amla.toolkit.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from amla.toolkit.precision import PRECISIONS, autocast, autocast_dtype, grad_scaler
+from amla.toolkit.env import pick_device
 
 Batch = Sequence[torch.Tensor]
 
@@ -386,7 +386,7 @@ class Trainer:
         self._rng_at_stop = state["rng"]
 
     def save(self, path: str) -> None:
-        """Write a checkpoint atomically (see ``amla.checkpoint``)."""
+        """Write a checkpoint atomically (see ``amla.toolkit.checkpoint``)."""
         save_checkpoint(path, self.state_dict())
 
     def load(self, path: str) -> "Trainer":

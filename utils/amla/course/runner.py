@@ -2,7 +2,7 @@
 
 The kernel is ``sys.executable -m ipykernel_launcher`` (never whatever ``python`` is first on PATH),
 starts in the notebook's folder, and sees ``AMLA_PROFILE`` and ``AMLA_REPORT``; the metrics the
-notebook passes to ``amla.report`` come back in the result.
+notebook passes to ``amla.toolkit.report`` come back in the result.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from nbclient.exceptions import CellExecutionError
 from nbformat import NotebookNode
 from traitlets import default
 
-from amla.build import SOURCE_DIR, STUDENT_DIR, BuildError
-from amla.course import HOURS, Hour, hour
-from amla.report import REPORT_ENV, read_report
+from amla.course.build import SOURCE_DIR, STUDENT_DIR, BuildError
+from amla.course.hours import HOURS, Hour, hour
+from amla.toolkit.report import REPORT_ENV, read_report
 
 PROFILE_ENV = "AMLA_PROFILE"
 
@@ -80,7 +80,7 @@ def _one_line(text: str, limit: int = 200) -> str:
 
 
 def check_profile(profile: str) -> str:
-    from amla.env import PROFILES  # imports torch: only when a notebook is about to run
+    from amla.toolkit.env import PROFILES  # imports torch: only when a notebook is about to run
 
     if profile not in PROFILES:
         raise ValueError(f"profile {profile!r} is not one of {', '.join(PROFILES)}")
