@@ -17,8 +17,15 @@
 # - read attention maps head by head with the course's attention viewer.
 #
 # **How the exercises work.** Each exercise is a function with a `# YOUR CODE HERE` line. Replace the
-# `raise NotImplementedError(...)` with your code and run the check cell right below it: it runs your function
-# on a few hand-picked inputs and, when the result is wrong, names the most likely mistake.
+# `raise NotImplementedError(...)` with your code and run the check cell below it, such as
+# `softmax = amla.checks.attention.check_softmax(softmax)`. The check runs your function on ordinary and edge
+# inputs against the course's reference (values, dtype, gradients, and whether your inputs were left alone):
+# - right: the check returns your function, and **the rest of the hour runs on your code**;
+# - wrong: it stops there and names the most likely mistake, or the property your answer breaks;
+# - not written yet: one line says so and the check returns the course's reference, so Run All shows you the
+#   whole hour first.
+#
+# `amla.checks.summary()` at the end lists which exercises you have done.
 #
 # **Runtime** (whole notebook, measured with `amla bench 02` on 2 CPU cores): smoke profile about 6 s,
 # cpu profile about 6 s. Nothing here trains; the cpu profile only draws more random samples for the
@@ -285,7 +292,7 @@ def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
 
 
 # %%
-amla.checks.attention.check_softmax(softmax)
+softmax = amla.checks.attention.check_softmax(softmax)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Scaled dot-product attention, batched
@@ -410,7 +417,7 @@ print("amla         :", reference_attention(q[0], k[0], v[0], no_keys)[0][2, :4]
 # 1. scores `q @ k.transpose(-2, -1)`, divided by $\sqrt{d_k}$ with `d_k = q.shape[-1]`;
 # 2. if a mask is given: a **boolean** one fills the scores with `float("-inf")` where it is `False`
 #    (`scores.masked_fill(~mask, ...)`); a **float** one is added to the scores;
-# 3. the weights are the softmax over the keys (`dim=-1`; your Exercise 2.1 works, or `torch.softmax`);
+# 3. the weights are the softmax over the keys (`dim=-1`): your `softmax` from Exercise 2.1, or `torch.softmax`;
 # 4. the output is `weights @ v`.
 
 # %%
@@ -428,22 +435,19 @@ def scaled_dot_product_attention(q, k, v, mask=None):
 
 
 # %%
-amla.checks.attention.check_attention(scaled_dot_product_attention)
+scaled_dot_product_attention = amla.checks.attention.check_attention(scaled_dot_product_attention)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Your attention against PyTorch's
 #
 # `torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)` computes the same output (without
 # returning the weights) with fused kernels, the Flash-attention family on GPUs (Hour 09). Below, multi-head
-# shapes `[B, H, T, d_k]`, every mask kind, and one cross-attention case with $T_q \ne T_k$. If you have not
-# finished Exercise 2.2 yet, the table uses `amla.transformers.attention`'s reference instead.
+# shapes `[B, H, T, d_k]`, every mask kind, and one cross-attention case with $T_q \ne T_k$. The attention
+# compared is the one the check of Exercise 2.2 returned: yours once it passes.
 
 # %%
-try:
-    scaled_dot_product_attention(torch.zeros(1, 2, 4), torch.zeros(1, 3, 4), torch.zeros(1, 3, 4))
-    mine, whose = scaled_dot_product_attention, "your"
-except NotImplementedError:
-    mine, whose = reference_attention, "amla's reference (Exercise 2.2 not done yet)"
+mine = scaled_dot_product_attention
+whose = "your" if amla.checks.yours("2.2") else "the course's reference (Exercise 2.2 not done yet)"
 
 g = torch.Generator().manual_seed(3)
 B, H, T, d = 4, 4, 12, 16
@@ -562,6 +566,12 @@ amla.report(
     max_weight_unscaled_d1024=saturation[-1][1][0],
     max_weight_scaled_d1024=saturation[-1][2][0],
 )
+
+# %% [markdown]
+# Your exercises, one line each. After fixing one, run its check cell again, then this one.
+
+# %%
+amla.checks.summary()
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Questions

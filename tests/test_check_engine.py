@@ -140,7 +140,8 @@ def test_check_refuses_something_that_is_not_a_function():
         _run(None)
 
 
-def test_summary_prints_one_line_per_exercise(capsys):
+def test_summary_prints_one_line_per_exercise(capsys, monkeypatch):
+    monkeypatch.delenv("AMLA_EXPECT_EXERCISES", raising=False)
     start_hour(99)
     _run(lambda x: x * 2)
     with pytest.raises(CheckFailed):
@@ -157,3 +158,11 @@ def test_summary_prints_one_line_per_exercise(capsys):
 def test_an_exercise_cannot_be_declared_twice_differently():
     with pytest.raises(ValueError, match="declared twice"):
         exercise(99, "99.1", "something else", "other")
+
+
+def test_summary_raises_when_the_test_suite_expects_another_state(monkeypatch):
+    start_hour(99)
+    _run(lambda x: x * 2)
+    monkeypatch.setenv("AMLA_EXPECT_EXERCISES", "passed")
+    with pytest.raises(RuntimeError, match=r"should be passed, but 99\.2 unchecked"):
+        summary()

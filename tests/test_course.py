@@ -103,3 +103,36 @@ def test_every_hour_with_a_source_has_a_colab_badge():
         h = B.source_hour(source)
         assert f"blob/main/hours/{h.stem}.ipynb" in readme
     assert len(HOURS) == 18
+
+
+_CHECK_CALL = re.compile(r"^(?P<lhs>[\w, ]+?)\s*=\s*amla\.checks\.(?P<topic>\w+)\.(?P<check>check_\w+)\((?P<args>[\w, ]*)\)\s*$")
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_every_exercise_is_declared_and_its_check_returns_the_implementation(source):
+    """The exercise contract, as written in the sources: heading titles equal the declared exercises, the cell
+    after an exercise assigns what its check returns to the names the student wrote, and the hour ends with
+    the summary (just before the questions)."""
+    from amla.checks.contract import exercises
+
+    hour = B.source_hour(source)
+    nb = B.load_source(source)
+    regions = B.solution_regions(nb.cells, source.name)
+    found = {r.exercise.id: r.exercise.title for rs in regions.values() for r in rs}
+    declared = {ex.id: ex for ex in exercises(hour.number)}
+    assert {i: ex.title for i, ex in declared.items()} == found, "headings and amla.checks declarations differ"
+    for index in sorted(regions):
+        ex = declared[regions[index][0].exercise.id]
+        after = next(c for c in nb.cells[index + 1 :] if c.cell_type == "code")
+        match = _CHECK_CALL.match(after.source.strip())
+        assert match, f"{ex.label}: the next code cell should be `... = amla.checks.<topic>.check_...(...)`"
+        names = [n.strip() for n in match["args"].split(",")]
+        assert names == list(ex.names) == [n.strip() for n in match["lhs"].split(",")], \
+            f"{ex.label}: the check should take and return {ex.names}"
+    codes = [c.source.strip() for c in nb.cells if c.cell_type == "code"]
+    assert "amla.checks.summary()" in codes, "no amla.checks.summary() cell"
+    questions = next(i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and "## Questions" in c.source)
+    summary_at = next(i for i, c in enumerate(nb.cells) if c.source.strip() == "amla.checks.summary()")
+    assert summary_at < questions and all(c.cell_type == "markdown" for c in nb.cells[summary_at + 1 : questions])
+    for cell in nb.cells:
+        assert "except NotImplementedError" not in cell.source, "the contract makes try/except NotImplementedError moot"

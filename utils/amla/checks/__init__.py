@@ -12,10 +12,10 @@ hour uses (yours once it passes, the course's reference while the exercise is no
 """
 
 from amla._lazy import lazy_submodules
-from amla.checks.contract import exercises, summary
+from amla.checks.contract import exercises, summary, yours
 from amla.checks.engine import Case, CheckFailed, Mistake, Property, Spec
 
-__all__ = ["Case", "CheckFailed", "Mistake", "Property", "Spec", "exercises", "summary"]
+__all__ = ["Case", "CheckFailed", "Mistake", "Property", "Spec", "exercises", "summary", "yours"]
 
 _TOPICS = ("toolkit", "attention", "seq2seq", "transformer", "encoder_decoder", "gpt")
 

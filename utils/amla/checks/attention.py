@@ -25,8 +25,8 @@ from amla.transformers.attention import causal_mask, padding_mask, scaled_dot_pr
 __all__ = ["check_attention", "check_softmax"]
 
 _NEG_INF = -math.inf
-SOFTMAX = exercise(2, "2.1", "stable softmax", "softmax")
-ATTENTION = exercise(2, "2.2", "scaled dot-product attention", "scaled_dot_product_attention")
+SOFTMAX = exercise(2, "2.1", "Stable softmax", "softmax")
+ATTENTION = exercise(2, "2.2", "Scaled dot-product attention", "scaled_dot_product_attention")
 
 
 def _shape(t: Tensor | None) -> str:

@@ -14,13 +14,14 @@ Each check records its outcome; ``summary()`` at the end of an hour prints one l
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from amla.checks.engine import CheckFailed, Spec, evaluate
 
-__all__ = ["Exercise", "exercise", "exercises", "start_hour", "status", "summary"]
+__all__ = ["Exercise", "exercise", "exercises", "start_hour", "status", "summary", "yours"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,10 @@ class Exercise:
     def what(self) -> str:
         return " and ".join(f"`{n}`" for n in self.names)
 
+
+EXPECT_ENV = "AMLA_EXPECT_EXERCISES"
+"""Set by the test suite: "passed" (solution notebooks) or "open" (student notebooks with nothing filled in);
+``summary()`` then raises when an exercise is in any other state, so a test sees it."""
 
 _REGISTRY: dict[str, Exercise] = {}
 _STATUS: dict[str, tuple[str, str]] = {}  # id -> ("passed" | "open" | "failed", message)
@@ -79,6 +84,11 @@ def start_hour(hour: int | None) -> None:
 def status(ex: Exercise) -> tuple[str, str]:
     """("passed" | "open" | "failed" | "unchecked", message) of the last run of this exercise's check."""
     return _STATUS.get(ex.id, ("unchecked", ""))
+
+
+def yours(id: str) -> bool:
+    """Whether the rest of the hour runs on the student's own code for exercise ``id`` (its check passed)."""
+    return _STATUS.get(id, ("unchecked", ""))[0] == "passed"
 
 
 def _callable_or_fail(ex: Exercise, name: str, fn: Any) -> None:
@@ -129,4 +139,10 @@ def summary(hour: int | None = None) -> dict[str, str]:
     done = sum(s == "passed" for s in result.values())
     print(f"Hour {hour:02d} exercises: {done} of {len(found)} passed.")
     print("\n".join(lines))
+    expect = os.environ.get(EXPECT_ENV, "")
+    if expect in ("passed", "open") and any(s != expect for s in result.values()):
+        others = ", ".join(f"{i} {s}" for i, s in result.items() if s != expect)
+        raise RuntimeError(f"{EXPECT_ENV}={expect}: every exercise of hour {hour} should be {expect}, but {others}")
+    if not found:
+        raise RuntimeError(f"hour {hour} declares no exercises in amla.checks")
     return result

@@ -87,10 +87,12 @@ def check_profile(profile: str) -> str:
     return profile
 
 
-def execute(path: str | os.PathLike[str], profile: str, timeout: int | None = None) -> RunResult:
+def execute(path: str | os.PathLike[str], profile: str, timeout: int | None = None,
+            env: dict[str, str] | None = None) -> RunResult:
     """Run every cell of the notebook at ``path`` (cwd: its folder); a failed cell stops the run.
 
-    ``timeout`` is the limit per cell in seconds (None: no limit). The error, when a cell fails,
+    ``timeout`` is the limit per cell in seconds (None: no limit); ``env`` adds environment variables for the
+    kernel. The error, when a cell fails,
     reads ``<exception> in cell <n> (<first line of the cell>): <message>``.
     """
     path = Path(path).resolve()
@@ -113,7 +115,7 @@ def execute(path: str | os.PathLike[str], profile: str, timeout: int | None = No
     )
     with tempfile.TemporaryDirectory(prefix="amla-report-") as tmp:
         report_file = Path(tmp) / "report.json"
-        env = {**os.environ, PROFILE_ENV: profile, REPORT_ENV: str(report_file)}
+        env = {**os.environ, **(env or {}), PROFILE_ENV: profile, REPORT_ENV: str(report_file)}
         error = None
         start = time.perf_counter()
         try:
