@@ -20,8 +20,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 setup: $(VENV)/.installed
 
+# The whole course is reachable (hours/ for students, solutions/ for instructors); Lab opens in hours/.
 lab: setup
-	$(VENV)/bin/jupyter lab $(ROOT_FLAG) hours/
+	$(VENV)/bin/jupyter lab $(ROOT_FLAG) --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/hours
 
 test: setup
 	$(PY) -m pytest

@@ -14,3 +14,10 @@ if "AMLA_DATA" not in os.environ and _shared.is_dir():
 # The solution notebooks (run by nbval in this process's environment) must pass every exercise: their
 # `amla.checks.summary()` cell raises otherwise. tests/test_student_notebooks.py sets "open" for the students'.
 os.environ.setdefault("AMLA_EXPECT_EXERCISES", "passed")
+
+# Under pytest-xdist (pyproject's addopts: -n 2 --dist loadscope) every worker and the notebook kernels it
+# starts use one thread each, so two workers share the two cores instead of fighting over them.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+

@@ -13,13 +13,16 @@ AMLA_REQUIRE_BROWSER=1: there a missing browser fails the test instead of skippi
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import os
 import re
 import secrets
+import shutil
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import nbformat
@@ -150,9 +153,30 @@ FETCH_IMAGE = """async (img) => {
 }"""
 
 
-def test_attention_viewer_head_dropdown_in_chromium(lab: LabServer) -> None:
+@contextlib.contextmanager
+def _chromium_page(lab: LabServer) -> Iterator[Any]:
+    """A page of a fresh headless Debian chromium; a failure inside saves the page and the log (see ``_fail``)."""
     from playwright.sync_api import sync_playwright
 
+    with sync_playwright() as playwright:
+        with step("launch chromium", 60):
+            browser = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True, timeout=60_000
+            )
+        page = None
+        console: list[str] = []
+        try:
+            page = browser.new_context(viewport={"width": 1280, "height": 1000}, device_scale_factor=1).new_page()
+            page.set_default_timeout(30_000)
+            page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}") if msg.type == "error" else None)
+            yield page
+        except Exception as exc:
+            _fail(page, lab, exc, console)
+        finally:
+            browser.close()
+
+
+def test_attention_viewer_head_dropdown_in_chromium(lab: LabServer) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for old in ARTIFACTS.glob("*"):
         if old.is_file():
@@ -166,24 +190,9 @@ def test_attention_viewer_head_dropdown_in_chromium(lab: LabServer) -> None:
         timings[name] = now - clock
         clock = now
 
-    with sync_playwright() as playwright:
-        with step("launch chromium", 60):
-            browser = playwright.chromium.launch(
-                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True, timeout=60_000
-            )
-        page = None
-        console: list[str] = []
-        try:
-            context = browser.new_context(viewport={"width": 1280, "height": 1000}, device_scale_factor=1)
-            page = context.new_page()
-            page.set_default_timeout(30_000)
-            page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}") if msg.type == "error" else None)
-            lap("launch chromium")
-            _drive(page, lab, lap)
-        except Exception as exc:
-            _fail(page, lab, exc, console)
-        finally:
-            browser.close()
+    with _chromium_page(lab) as page:
+        lap("launch chromium")
+        _drive(page, lab, lap)
     print("browser test timings: " + ", ".join(f"{name} {secs:.1f} s" for name, secs in timings.items()))
 
 
@@ -286,3 +295,55 @@ def _fail(page, lab: LabServer, exc: BaseException, console: list[str]) -> None:
         f"--- JupyterLab log (tail) ---\n{lab.log_tail()}"
     )
     raise AssertionError(message) from exc
+
+
+# --- a solution notebook, opened in JupyterLab as `make lab` sets it up (jupytext pairs it with its source) ---
+
+SOLUTION = "02_attention"
+SUMMARY_DONE = "Hour 02 exercises: 2 of 2 passed."
+
+
+def test_solution_notebook_opens_with_its_setup_cell_runs_and_saves_back_to_its_source(lab: LabServer) -> None:
+    """An instructor opens solutions/02_attention.ipynb: jupytext (installed by `make lab`) reads its cells from
+    the paired source solutions/02_attention.py. The notebook must start with the set-up cell, run top to bottom
+    (every exercise passes), and saving it must leave the source byte for byte as it was."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    folder = lab.root / "solutions"
+    folder.mkdir(exist_ok=True)
+    for name in ("jupytext.toml", f"{SOLUTION}.py", f"{SOLUTION}.ipynb"):
+        shutil.copy(REPO / "solutions" / name, folder / name)
+    source = (folder / f"{SOLUTION}.py").read_bytes()
+    now = time.time()  # a fresh clone can give the notebook the later time stamp: the case jupytext checks
+    os.utime(folder / f"{SOLUTION}.py", (now - 60, now - 60))
+    os.utime(folder / f"{SOLUTION}.ipynb", (now, now))
+    path = f"solutions/{SOLUTION}.ipynb"
+
+    with _chromium_page(lab) as page:
+        with step("start the solution notebook's kernel session (REST API)", 60):
+            lab.start_session(path)
+        with step("open the solution notebook in JupyterLab", 60):
+            page.goto(lab.lab_url(f"/lab/workspaces/amla-sol-{secrets.token_hex(4)}/tree/{path}?reset"),
+                      timeout=60_000)
+            page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
+            page.wait_for_function(KERNEL_IDLE, timeout=60_000)
+        with step("the first cell is the course set-up cell", 10):
+            first = page.locator(".jp-NotebookPanel .jp-Cell").first.inner_text()
+            assert "import amla" in first and "amla.setup(hour=2" in first, f"first cell: {first[:200]!r}"
+        with step("Run > Run All Cells, until the exercise summary says every exercise passed", 240):
+            page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+            done = page.locator(".jp-OutputArea-output", has_text=SUMMARY_DONE)
+            failure = page.locator(".jp-OutputArea-output", has_text=re.compile(r"Traceback|Error:"))
+            done.or_(failure).first.wait_for(timeout=240_000)
+            if failure.count():
+                raise AssertionError(f"a cell failed: {failure.first.inner_text()[:600]!r}")
+            page.wait_for_function(KERNEL_IDLE, timeout=60_000)
+            page.screenshot(path=str(ARTIFACTS / "solution-page.png"))
+        with step("File > Save, then the paired source is unchanged", 30):
+            page.keyboard.press("Control+s")
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and (folder / f"{SOLUTION}.py").stat().st_mtime < now:
+                time.sleep(0.2)
+            assert (folder / f"{SOLUTION}.py").stat().st_mtime >= now, "saving did not write the paired source"
+            assert (folder / f"{SOLUTION}.py").read_bytes() == source, \
+                "saving the notebook in JupyterLab changed its source solutions/02_attention.py"

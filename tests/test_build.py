@@ -42,7 +42,7 @@ def add(a, b):
     ### END SOLUTION
 
 
-# %% tags=["check"] slideshow={"slide_type": "slide"}
+# %% slideshow={"slide_type": "slide"} tags=["check"]
 assert add(1, 2) == 3
 
 # %% [markdown]
@@ -77,7 +77,10 @@ def read(path: Path) -> nbformat.NotebookNode:
 
 def test_build_writes_both_notebooks_with_setup_cell_first(repo: Path) -> None:
     written = build(repo)
-    assert written == ["wrote solutions/01_toolkit.ipynb", "wrote hours/01_toolkit.ipynb", "wrote README.md"]
+    assert written == ["wrote solutions/01_toolkit.py", "wrote solutions/01_toolkit.ipynb",
+                       "wrote hours/01_toolkit.ipynb", "wrote README.md"]
+    source = (repo / "solutions" / "01_toolkit.py").read_text()
+    assert source.startswith(f'# %% tags=["setup"]\n{course.setup_cell(course.hour(1))}\n') and source.endswith(SOURCE)
     for path in (repo / "solutions" / "01_toolkit.ipynb", repo / "hours" / "01_toolkit.ipynb"):
         nb = read(path)
         first = nb.cells[0]
@@ -128,7 +131,8 @@ def test_tags_and_slideshow_survive_and_notebooks_are_clean(repo: Path) -> None:
 
 def test_rebuild_changes_no_byte(repo: Path) -> None:
     build(repo)
-    paths = [repo / "solutions" / "01_toolkit.ipynb", repo / "hours" / "01_toolkit.ipynb", repo / "README.md"]
+    paths = [repo / "solutions" / "01_toolkit.py", repo / "solutions" / "01_toolkit.ipynb",
+             repo / "hours" / "01_toolkit.ipynb", repo / "README.md"]
     before = [p.read_bytes() for p in paths]
     assert build(repo) == []
     assert [p.read_bytes() for p in paths] == before
@@ -136,18 +140,21 @@ def test_rebuild_changes_no_byte(repo: Path) -> None:
 
 def test_check_writes_nothing_and_reports_stale_files(repo: Path) -> None:
     missing = build(repo, check=True)
-    assert [line.split(":")[0] for line in missing] == ["solutions/01_toolkit.ipynb", "hours/01_toolkit.ipynb", "README.md"]
-    assert all("missing" in line for line in missing[:2]) and not (repo / "hours").exists()
+    assert [line.split(":")[0] for line in missing] == [
+        "solutions/01_toolkit.py", "solutions/01_toolkit.ipynb", "hours/01_toolkit.ipynb", "README.md"]
+    assert "set-up cell" in missing[0] and all("missing" in line for line in missing[1:3])
+    assert not (repo / "hours").exists() and (repo / "solutions" / "01_toolkit.py").read_text() == SOURCE
     build(repo)
     assert build(repo, check=True) == []
     source = repo / "solutions" / "01_toolkit.py"
-    source.write_text(SOURCE.replace("return a + b", "return b + a"))
+    header = source.read_text()[: -len(SOURCE)]
+    source.write_text(header + SOURCE.replace("return a + b", "return b + a"))
     before = (repo / "hours" / "01_toolkit.ipynb").read_bytes()
     stale = build(repo, check=True)
     assert [line.split(":")[0] for line in stale] == ["solutions/01_toolkit.ipynb"]
     assert "out of date" in stale[0] and "solutions/01_toolkit.py" in stale[0]
     assert (repo / "hours" / "01_toolkit.ipynb").read_bytes() == before
-    source.write_text(SOURCE.replace("Write `add`.", "Write `add` now."))
+    source.write_text(header + SOURCE.replace("Write `add`.", "Write `add` now."))
     stale = build(repo, check=True)
     assert [line.split(":")[0] for line in stale] == ["solutions/01_toolkit.ipynb", "hours/01_toolkit.ipynb"]
 
@@ -220,7 +227,7 @@ def test_source_name_must_match_course_hours(repo: Path, name: str, expected: st
 def test_hours_selection(repo: Path) -> None:
     with pytest.raises(BuildError, match="hour 2 has no source solutions/02_attention.py"):
         build(repo, hours=[2])
-    assert build(repo, hours=[1], check=True)[0].startswith("solutions/01_toolkit.ipynb: missing")
+    assert any(line.startswith("solutions/01_toolkit.ipynb: missing") for line in build(repo, hours=[1], check=True))
 
 
 def test_several_regions_keep_their_indentation(tmp_path: Path) -> None:
@@ -256,12 +263,15 @@ def test_jupytext_round_trip(repo: Path) -> None:
     nb = load_source(source)
     without_setup = nbformat.from_dict({**nb, "cells": nb.cells[1:]})
     assert jupytext.writes(without_setup, "py:percent", config=config) == SOURCE
-    # What pairing in JupyterLab writes back (setup cell included, read from the .ipynb) builds the same notebook.
+    # the build puts the set-up cell into the source too: the paired notebook opens with it in JupyterLab
     build(repo)
+    assert jupytext.writes(load_source(source), "py:percent", config=config) == source.read_text()
+    # What pairing in JupyterLab writes back (setup cell included, read from the .ipynb) is the source itself.
     saved = read(repo / "solutions" / "01_toolkit.ipynb")
     saved.cells[1].metadata["execution"] = {"iopub.status.busy": "2024-01-01T00:00:00Z"}
     paired = jupytext.writes(saved, "py:percent", config=config)
     assert paired.startswith('# %% tags=["setup"]\n') and "execution" not in paired and "iopub" not in paired
+    assert paired == source.read_text()
     source.write_text(paired)
     assert notebook_bytes(load_source(source)) == (repo / "solutions" / "01_toolkit.ipynb").read_bytes()
     assert build(repo, check=True) == []

@@ -136,3 +136,16 @@ def test_every_exercise_is_declared_and_its_check_returns_the_implementation(sou
     assert summary_at < questions and all(c.cell_type == "markdown" for c in nb.cells[summary_at + 1 : questions])
     for cell in nb.cells:
         assert "except NotImplementedError" not in cell.source, "the contract makes try/except NotImplementedError moot"
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_saving_the_solution_notebook_in_jupyterlab_writes_back_its_source(source):
+    """jupytext pairs solutions/NN.ipynb with its source in JupyterLab: the source holds the set-up cell, and what
+    a save writes (jupytext, from the notebook) is the source byte for byte."""
+    import jupytext
+
+    text = source.read_text()
+    hour = B.source_hour(source)
+    assert text.startswith(f'# %% tags=["setup"]\n{setup_cell(hour)}\n')
+    notebook = jupytext.read(ROOT / "solutions" / f"{source.stem}.ipynb")
+    assert jupytext.writes(notebook, fmt="py:percent", config=B.jupytext_config(source.parent)) == text

@@ -7,7 +7,9 @@
   ``### END SOLUTION`` region is replaced by ``raise NotImplementedError(...)`` naming its exercise,
   and every markdown cell tagged ``answer`` by ``**Your answer:** ...``.
 
-Both start with the set-up cell of ``amla.course.hours.setup_cell``. The output is deterministic (stable
+Both start with the set-up cell of ``amla.course.hours.setup_cell``, and so does the source itself (the build
+keeps its first cell current), so JupyterLab's jupytext pairing opens the solution notebook with it and saves
+it back to the same source. The output is deterministic (stable
 cell ids, no outputs), so rebuilding an unchanged source changes no byte. The hour table of README.md,
 between ``<!-- hours:start -->`` and ``<!-- hours:end -->``, is generated too.
 """
@@ -254,19 +256,36 @@ def _notebook(h: Hour, cells: list[NotebookNode]) -> NotebookNode:
     return nb
 
 
+def with_setup_header(text: str, h: Hour, config: JupytextConfiguration) -> str:
+    """Source ``text`` with the current set-up cell as its first cell (an old one at the top is replaced),
+    written as jupytext writes it.
+
+    The set-up cell lives in the source too, so that JupyterLab, where jupytext pairs ``solutions/NN_slug.ipynb``
+    with its source and reads the cells from the source, opens the solution notebook with it, and saving the
+    notebook there writes the source back unchanged. The rest of the text keeps its layout (jupytext records
+    unusual blank lines in the cells' metadata and writes them back).
+    """
+    nb = jupytext.reads(text, fmt="py:percent", config=config)
+    cells = nb.cells[1:] if nb.cells and SETUP_TAG in _tags(nb.cells[0]) else nb.cells
+    for cell in cells:  # keys in the order the .ipynb stores them (sorted), so a save in JupyterLab keeps them
+        cell.metadata = nbformat.from_dict(dict(sorted(cell.metadata.items())))
+    nb.cells = [nbformat.v4.new_code_cell(setup_cell(h), metadata={"tags": [SETUP_TAG]}), *cells]
+    return jupytext.writes(nb, fmt="py:percent", config=config)
+
+
 def load_source(path: str | os.PathLike[str]) -> NotebookNode:
     """The complete notebook built from a source: set-up cell first, filtered cell metadata, no outputs."""
     path = Path(path)
     h = source_hour(path)
     config = jupytext_config(path.parent)
     shown = f"{path.parent.name}/{path.name}"
-    text = path.read_text(encoding="utf-8")
-    read = jupytext.reads(text, fmt="py:percent", config=config)
-    # Validate with cell numbers as they appear in the source file, before any cell is dropped.
-    solution_regions(read.cells, shown)
+    raw = path.read_text(encoding="utf-8")
+    # Validate with cell numbers as they appear in the source file, before any cell is added or dropped.
+    solution_regions(jupytext.reads(raw, fmt="py:percent", config=config).cells, shown)
+    read = jupytext.reads(with_setup_header(raw, h, config), fmt="py:percent", config=config)
     cells = [_new_cell("code", setup_cell(h), {"tags": [SETUP_TAG]})]
     for cell in read.cells:
-        if SETUP_TAG in _tags(cell):  # written back by jupytext pairing; replaced by the fresh one
+        if SETUP_TAG in _tags(cell):  # the source's own copy (see with_setup_header); replaced by the fresh one
             continue
         metadata = dict(filter_metadata(cell.metadata, config.cell_metadata_filter))
         metadata.update({k: cell.metadata[k] for k in JUPYTEXT_LAYOUT_KEYS if k in cell.metadata})
@@ -381,6 +400,8 @@ def build(root: str | os.PathLike[str], hours: Iterable[int] | None = None, chec
         src = sources[number]
         origin = f"{SOURCE_DIR}/{src.name}"
         complete = load_source(src)
+        header = with_setup_header(src.read_text(encoding="utf-8"), hour(number), jupytext_config(src.parent))
+        outputs[src] = (header.encode("utf-8"), "the set-up cell of amla/course/hours.py")
         outputs[root / SOURCE_DIR / f"{src.stem}.ipynb"] = (notebook_bytes(complete), origin)
         outputs[root / STUDENT_DIR / f"{src.stem}.ipynb"] = (notebook_bytes(student_notebook(complete)), origin)
     readme = root / README
