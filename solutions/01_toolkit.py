@@ -1,3 +1,12 @@
+# %% tags=["setup"]
+# Course set-up, the same in every hour. On Colab it installs the course package `amla`
+# (and what this hour needs); elsewhere `make lab` has installed it already.
+import sys, subprocess
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", 'amla @ git+https://github.com/amla-course/amla@main'], check=True)
+import amla
+device = amla.setup(hour=1, seed=0)  # picks cuda > mps > cpu, seeds, prints the profile
+
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # Hour 01: The toolkit, GPU-aware training
 #
@@ -12,8 +21,17 @@
 # - train with the course `Trainer` while a live dashboard draws the curves.
 #
 # **How the exercises work.** Each exercise is a function with a `# YOUR CODE HERE` line. Replace the
-# `raise NotImplementedError(...)` with your code and run the check cell right below it: it compares
-# your function with the reference on random inputs and, when they differ, names the most likely mistake.
+# `raise NotImplementedError(...)` with your code and run the check cell below it, such as
+# `train_step = amla.checks.toolkit.check_train_step(train_step)`. The check runs your function on ordinary and
+# edge inputs against the course's reference (values, types, two steps in a row, and whether your inputs were
+# left alone):
+# - right: the check returns your function, and **the rest of the hour runs on your code**: the digits model is
+#   trained by your step and your schedule, and the interrupted run is resumed by your save and load;
+# - wrong: it stops there and names the most likely mistake, or the property your answer breaks;
+# - not written yet: one line says so and the check returns the course's reference, so Run All shows you the
+#   whole hour first.
+#
+# `amla.checks.summary()` at the end lists which exercises you have done.
 #
 # **Runtime** (whole notebook, measured with `amla bench 01` on an idle 2-core CPU): smoke profile about 8 s,
 # cpu profile about 15 s, of which about 5 s are the main training run (98 % test accuracy); a busy machine
@@ -147,7 +165,8 @@ print("largest difference:", max((a - b).abs().max().item() for a, b in zip(full
 # 3. `scaler.unscale_(optimizer)`, then clip with `torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)`;
 # 4. `scaler.step(optimizer)` and `scaler.update()`.
 #
-# Return the mean loss over the micro-batches as a Python float.
+# Return the mean loss over the micro-batches as a Python float (`loss.item()`), and leave `micro_batches`
+# as they are. The check runs two steps in a row, so gradients left over from the first step show in the second.
 
 # %%
 from amla.toolkit.precision import autocast
@@ -172,7 +191,7 @@ def train_step(model, micro_batches, optimizer, scaler, dtype, max_norm):
 
 
 # %%
-amla.checks.toolkit.check_train_step(train_step)
+train_step = amla.checks.toolkit.check_train_step(train_step)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Learning-rate schedules: warmup, then cosine
@@ -190,7 +209,8 @@ amla.checks.toolkit.check_train_step(train_step)
 #
 # ### Exercise 1.2: Warmup-cosine schedule
 #
-# Write `lr_at(step, max_lr, warmup, total, min_lr)` returning $\eta_t$ as a float.
+# Write `lr_at(step, max_lr, warmup, total, min_lr)` returning $\eta_t$ as a Python float (`math.cos`, not
+# `torch.cos`). It must also work without warm-up ($W = 0$) and with $W = T$, where there is no cosine part.
 
 # %%
 import math
@@ -208,7 +228,7 @@ def lr_at(step, max_lr, warmup, total, min_lr):
 
 
 # %%
-amla.checks.toolkit.check_lr_schedule(lr_at)
+lr_at = amla.checks.toolkit.check_lr_schedule(lr_at)
 
 # %% [markdown]
 # Play with the knobs. A long warmup wastes steps at a tiny learning rate; a floor of 0 spends the last
@@ -248,8 +268,9 @@ interactive(
 # ### Exercise 1.3: Save and load the complete training state
 #
 # `save_training_state(path, model, optimizer, scheduler, step)` writes one dict with all of the above,
-# atomically. `load_training_state(path, model, optimizer, scheduler)` restores it into fresh objects and
-# returns the step to continue from.
+# atomically, and changes nothing else (no `model.eval()`, no random numbers drawn: the run goes on after a
+# save). `load_training_state(path, model, optimizer, scheduler)` restores it into fresh objects and returns the
+# step to continue from, as an `int`.
 
 # %%
 import os
@@ -284,19 +305,22 @@ def load_training_state(path, model, optimizer, scheduler):
 
 
 # %%
-amla.checks.toolkit.check_resume(save_training_state, load_training_state)
+save_training_state, load_training_state = amla.checks.toolkit.check_resume(save_training_state, load_training_state)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. The course Trainer
 #
-# `amla.Trainer` is these three pieces plus bookkeeping, in under 400 readable lines
-# (`utils/amla/toolkit/train.py`): `amla.toolkit.train.train_step` is your Exercise 1.1, `amla.toolkit.train.warmup_cosine` your
-# Exercise 1.2, and `Trainer.save` / `Trainer.load` your Exercise 1.3 with the batch order added. It also
-# evaluates every `eval_every` steps, keeps a history, measures throughput, shows a progress bar, and
-# calls *callbacks*, such as the live `Dashboard` below, which redraws one picture in place.
+# `amla.Trainer` is these three pieces plus bookkeeping, in about 400 readable lines
+# (`utils/amla/toolkit/train.py`). Its own step and schedule, `amla.toolkit.train.train_step` and
+# `amla.toolkit.train.warmup_cosine`, are the course's answers to Exercises 1.1 and 1.2, and `Trainer.save` /
+# `Trainer.load` are Exercise 1.3 with a little more (section 8). It also evaluates every `eval_every` steps,
+# keeps a history, measures throughput, shows a progress bar, and calls *callbacks*, such as the live
+# `Dashboard` below, which redraws one picture in place.
 #
-# The model: a multi-layer perceptron with GELU activations and dropout. Validation accuracy is what we
-# watch; the test set waits until the end.
+# Here it trains with **yours**: `step_fn=train_step, lr_fn=lr_at` hand it the functions your checks returned,
+# so the model below is trained by your own step and your own schedule; while an exercise is not done, the
+# course's reference stands in for it (the first line printed says which). The model: a multi-layer perceptron
+# with GELU activations and dropout. Validation accuracy is what we watch; the test set waits until the end.
 
 # %%
 from amla.views import Dashboard
@@ -323,9 +347,11 @@ config = amla.TrainConfig(
     max_steps=S.steps, batch_size=64, lr=3e-3, warmup_steps=S.steps // 20, weight_decay=0.05,
     grad_clip=1.0, eval_every=S.eval_every,
 )
+whose = {ex: "yours" if amla.checks.yours(ex) else "the course's reference" for ex in ("1.1", "1.2")}
+print(f"training with train_step: {whose['1.1']}, lr_at: {whose['1.2']}")
 amla.seed_everything(0)
-trainer = amla.Trainer(make_mlp(S.hidden), (x_train, y_train), config, eval_fn=validate,
-                       callbacks=[Dashboard()], device=device)
+trainer = amla.Trainer(make_mlp(S.hidden), (x_train, y_train), config, step_fn=train_step, lr_fn=lr_at,
+                       eval_fn=validate, callbacks=[Dashboard()], device=device)
 history = trainer.fit()
 
 # %% [markdown]
@@ -342,12 +368,14 @@ print(f"test accuracy {test_acc:.2%} after {trainer.step} steps, "
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. Interrupt and resume
 #
-# Press the stop button (or Ctrl-C) while `fit()` runs and the Trainer finishes the step in progress,
-# saves a checkpoint if it has a path, and returns: model and history stay at the last finished step, and
-# `trainer.fit()` continues. A new process continues from the checkpoint with `Trainer(...).load(path)`.
+# Press the stop button (or Ctrl-C) while `fit()` runs and the Trainer finishes the step in progress and
+# returns: model and history stay at the last finished step, and `trainer.fit()` continues. To continue in a
+# *new* process, the state has to go to disk, and that is your Exercise 1.3.
 #
-# Below, a callback sends the same signal as the stop button halfway through. A brand-new Trainer then loads
-# the checkpoint and finishes. We compare it with a run that was never interrupted.
+# Below, a callback sends the same signal as the stop button halfway through. **Your** `save_training_state`
+# writes the interrupted run to a file; a brand-new Trainer, started from another random state as a new
+# process would be, gets it back with **your** `load_training_state` and finishes. We compare it with a run
+# that was never interrupted (all three train with your step and schedule, as above).
 
 # %%
 import signal
@@ -367,28 +395,42 @@ class PressStopAt(Callback):
             signal.raise_signal(signal.SIGINT)
 
 
-def resume_config(path=None):
-    return amla.TrainConfig(max_steps=S.resume_steps, batch_size=64, lr=3e-3, warmup_steps=10,
-                            checkpoint_path=path, progress=False)
+def digits_trainer(**kwargs):
+    config = amla.TrainConfig(max_steps=S.resume_steps, batch_size=64, lr=3e-3, warmup_steps=10, progress=False)
+    return amla.Trainer(make_mlp(S.hidden), (x_train, y_train), config, step_fn=train_step, lr_fn=lr_at,
+                        device=device, **kwargs)
 
 
 amla.seed_everything(1)
-uninterrupted = amla.Trainer(make_mlp(S.hidden), (x_train, y_train), resume_config(), device=device)
+uninterrupted = digits_trainer()
 uninterrupted.fit()
 
-checkpoint = os.path.join(tempfile.mkdtemp(), "digits.pt")
 amla.seed_everything(1)
-first_half = amla.Trainer(make_mlp(S.hidden), (x_train, y_train), resume_config(checkpoint),
-                          callbacks=[PressStopAt(S.resume_steps // 2)], device=device)
+first_half = digits_trainer(callbacks=[PressStopAt(S.resume_steps // 2)])
 first_half.fit()
+path = os.path.join(tempfile.mkdtemp(), "digits.pt")
+save_training_state(path, first_half.model, first_half.optimizer, first_half.scheduler, first_half.step)
 
-amla.seed_everything(123)  # a different process would start from some other random state
-resumed = amla.Trainer(make_mlp(S.hidden), (x_train, y_train), resume_config(checkpoint), device=device)
-resumed.load(checkpoint).fit()
+amla.seed_everything(123)  # a new process would start from some other random state
+resumed = digits_trainer()
+resumed.step = load_training_state(path, resumed.model, resumed.optimizer, resumed.scheduler)
+resumed.fit()
 
 identical = all(torch.equal(a, b) for a, b in zip(uninterrupted.model.state_dict().values(),
                                                    resumed.model.state_dict().values()))
+print(f"resumed at step {first_half.step} of {S.resume_steps}; the resumed history holds "
+      f"{len(resumed.history.train)} steps, the uninterrupted one {len(uninterrupted.history.train)}")
 print("resumed run identical to the uninterrupted one:", identical)
+
+# %% [markdown]
+# Your two functions are enough for a bit-identical model because the Trainer's batch order needs no saving:
+# batch $m$ is a function of the seed and $m$ only, so the resumed run draws exactly the batches the
+# uninterrupted one drew, and the random state you saved gives it the same dropout masks. The Trainer's own
+# checkpoint (`TrainConfig(checkpoint_path=...)`, written on Ctrl-C, every `checkpoint_every` steps and at the
+# end; a new process continues with `amla.Trainer(...).load(path).fit()`) stores the same five pieces and
+# three more: the **history**, so the curves and `history.last(...)` continue instead of starting over (see the
+# step counts printed above); the **GradScaler**'s state, whose loss scale matters when a GPU trains in fp16;
+# and the config it ran with.
 
 # %% [markdown]
 # The hour's numbers, collected by `amla bench 01` (the cpu target: test accuracy at least 97 %, and a resumed
@@ -415,6 +457,12 @@ amla.report(
 from amla.views import plot_history
 
 plot_history(history)
+
+# %% [markdown]
+# Your exercises, one line each. After fixing one, run its check cell again, then this one.
+
+# %%
+amla.checks.summary()
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Questions

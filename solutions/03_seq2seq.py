@@ -1,3 +1,12 @@
+# %% tags=["setup"]
+# Course set-up, the same in every hour. On Colab it installs the course package `amla`
+# (and what this hour needs); elsewhere `make lab` has installed it already.
+import sys, subprocess
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", 'amla @ git+https://github.com/amla-course/amla@main'], check=True)
+import amla
+device = amla.setup(hour=3, seed=0)  # picks cuda > mps > cpu, seeds, prints the profile
+
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # Hour 03: Seq2seq with attention
 #
@@ -17,8 +26,18 @@
 # - read **alignment maps** (output characters x input characters) and measure how monotone they are.
 #
 # **How the exercises work.** Each exercise is a function with a `# YOUR CODE HERE` line. Replace the
-# `raise NotImplementedError(...)` with your code and run the check cell right below it: it compares your
-# function with the reference on random inputs and, when they differ, names the most likely mistake.
+# `raise NotImplementedError(...)` with your code and run the check cell below it, such as
+# `additive_attention = amla.checks.seq2seq.check_additive_attention(additive_attention)`. The check runs your
+# function on ordinary and edge inputs against the course's reference (values, dtype, gradients, and whether your
+# inputs were left alone):
+# - right: the check returns your function, and **the rest of the hour runs on your code**: the model trained
+#   in section 5 attends with your `additive_attention` and learns from your `teacher_forcing_loss`, and section
+#   7 measures its alignments with your `monotone_fraction`;
+# - wrong: it stops there and names the most likely mistake, or the property your answer breaks;
+# - not written yet: one line says so and the check returns the course's reference, so Run All shows you the
+#   whole hour first.
+#
+# `amla.checks.summary()` at the end lists which exercises you have done.
 #
 # **Runtime** (whole notebook, measured with `amla bench 03` on 2 CPU cores): smoke profile about 11 s; cpu
 # profile about 3 min, of which about 2 min 30 s are three training runs: the attention model (about 60 s,
@@ -157,19 +176,23 @@ def additive_attention(query, keys, W_q, W_k, v, mask):
 
 
 # %%
-amla.checks.seq2seq.check_additive_attention(additive_attention)
+additive_attention = amla.checks.seq2seq.check_additive_attention(additive_attention)
 
 # %% [markdown]
-# The model's attention module is the same function with learned `W_q`, `W_k`, `v` (it projects the keys once
-# per sequence, since they do not change while decoding). On the untrained model's encoder states, the weights
-# already sum to 1 and ignore padding:
+# The model's attention module holds the learned `W_q`, `W_k` and `v`. Here the `additive_attention` the check
+# returned (yours once it passes; while the exercise is not done, the course's reference stands in for it) runs
+# on them, with the untrained model's encoder states and the decoder's first state as the query: the weights
+# already sum to 1 and ignore padding, and the context is the one the module computes.
 
 # %%
 state, memory = model.encode(batch)
-context, weights = model.decoder.attention(state, memory.values, memory.mask)
+attn = model.decoder.attention
+context, weights = additive_attention(state, memory.values, attn.W_q, attn.W_k, attn.v, memory.mask)
 print("context", tuple(context.shape), " weights", tuple(weights.shape))
 print("rows sum to", weights.sum(-1).tolist())
 print("largest weight on padding:", weights[~memory.mask].max().item() if (~memory.mask).any() else "no padding here")
+builtin_context, _ = attn(state, memory.values, memory.mask, memory.keys)
+print("largest difference from the module's context:", (context - builtin_context).abs().max().item())
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. One decoder step, and teacher forcing
@@ -222,39 +245,51 @@ def teacher_forcing_loss(decoder, state, memory, targets):
 
 
 # %%
-amla.checks.seq2seq.check_teacher_forcing(teacher_forcing_loss)
+teacher_forcing_loss = amla.checks.seq2seq.check_teacher_forcing(teacher_forcing_loss)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Training the attention model
 #
-# The Trainer needs a `loss_fn(model, batch)`: encode the sources, then the teacher-forced loss
-# (`amla.transformers.seq2seq.seq2seq_loss`, the reference of Exercise 3.2, so this runs even if your exercise does not). The
-# number we watch is **exact match** on the validation dates: the share of inputs whose whole ISO date comes out
-# right. It uses **greedy decoding**: feed the model its own most likely character, step after step, until it
-# says `<eos>`.
+# The model trained here is built from your code: `attention_fn=additive_attention` makes every decoder step call
+# the function the check of Exercise 3.1 returned, and the Trainer's `loss_fn(model, batch)` below encodes the
+# sources and calls the `teacher_forcing_loss` of Exercise 3.2. Yours once they pass; while an exercise is not done,
+# the course's reference stands in for it. (Your function projects the keys again at every step, where the
+# course's module projects them once per sequence: the same numbers, with more work per step.)
+#
+# The number we watch is **exact match** on the validation dates: the share of inputs whose whole ISO date comes
+# out right. It uses **greedy decoding** (the course's `greedy_decode`): feed the model its own most likely
+# character, step after step, until it says `<eos>`.
 
 # %%
 from amla.transformers.seq2seq import exact_match, seq2seq_loss
 from amla.views import Dashboard
 
 
+def loss_fn(model, batch):
+    src, tgt = batch
+    state, memory = model.encode(src)
+    return teacher_forcing_loss(model.decoder, state, memory, tgt)  # Exercise 3.2
+
+
 def validate(model):
     return {"val_exact_match": exact_match(model, src_val, tgt_val).float().mean().item()}
 
 
-def train(model, steps, seed=0):
+def train(model, steps, loss, seed=0):
     config = amla.TrainConfig(max_steps=steps, batch_size=S.batch, lr=S.lr, warmup_steps=steps // 20,
                               eval_every=S.eval_every, seed=seed)
-    trainer = amla.Trainer(model, (src_train, tgt_train), config, loss_fn=seq2seq_loss, eval_fn=validate,
+    trainer = amla.Trainer(model, (src_train, tgt_train), config, loss_fn=loss, eval_fn=validate,
                            callbacks=[Dashboard()], device=device)
     trainer.fit()
     return trainer
 
 
+whose = {ex: "yours" if amla.checks.yours(ex) else "the course's reference" for ex in ("3.1", "3.2")}
+print(f"attention: {whose['3.1']}; loss: {whose['3.2']}")
 amla.seed_everything(0)
 attention_model = Seq2Seq.build(len(task.src_vocab), len(task.tgt_vocab), emb_dim=S.emb, hidden=S.hidden,
-                                attn_dim=S.attn)
-attention_trainer = train(attention_model, S.steps)
+                                attn_dim=S.attn, attention_fn=additive_attention)
+attention_trainer = train(attention_model, S.steps, loss_fn)
 
 # %% [markdown]
 # Now, once, the held-out test dates, and how each format fares:
@@ -290,18 +325,20 @@ for i in list(range(6)) + wrong[:6]:
 #
 # Same encoder, same sizes, same optimizer and learning-rate schedule; only the decoder differs: `PlainDecoder`
 # sees the input through the final state $c$ alone. To be fair to it we train it twice: for the same number of
-# steps as the attention model, and for twice as many.
+# steps as the attention model, and for twice as many. The baseline is the yardstick, so it runs on the course's
+# code only (`PlainDecoder` has no attention, and it trains with `seq2seq_loss`, the course's teacher-forced loss),
+# and so does the comparison below (`exact_match` with greedy decoding).
 
 # %%
 amla.seed_everything(0)
 baseline = Seq2Seq.build(len(task.src_vocab), len(task.tgt_vocab), emb_dim=S.emb, hidden=S.hidden, attention=False)
-baseline_trainer = train(baseline, S.steps)
+baseline_trainer = train(baseline, S.steps, seq2seq_loss)
 
 # %%
 amla.seed_everything(0)
 baseline_long = Seq2Seq.build(len(task.src_vocab), len(task.tgt_vocab), emb_dim=S.emb, hidden=S.hidden,
                               attention=False)
-baseline_long_trainer = train(baseline_long, 2 * S.steps)
+baseline_long_trainer = train(baseline_long, 2 * S.steps, seq2seq_loss)
 
 # %% [markdown]
 # **Accuracy by input length.** The test dates, grouped by the number of input characters, for the three models
@@ -402,8 +439,9 @@ for viewer in viewers.values():
 # Write `monotone_fraction(weights, groups)`. `weights` is [N, T, S] (N examples, T output steps, S input
 # positions). `groups` is a list of tuples of output positions, e.g. `ISO_FIELDS = ((0, 1, 2, 3), (5, 6), (8, 9))`,
 # the year, month and day digits of `yyyy-mm-dd`. For every example and every pair of neighbours `(g[k], g[k+1])`
-# inside a group, compare the argmax input positions of the two steps; return the fraction of pairs (over all
-# examples) where the position did not move backwards (`>=`), as a Python float.
+# inside a group, compare the argmax input positions of the two steps (where two weights tie for the largest, the
+# first of them, as `torch.argmax` gives); return the fraction of pairs (over all examples) where the position did
+# not move backwards (`>=`), as a Python float.
 
 # %%
 def monotone_fraction(weights, groups):
@@ -417,28 +455,29 @@ def monotone_fraction(weights, groups):
 
 
 # %%
-amla.checks.seq2seq.check_monotone_fraction(monotone_fraction)
+monotone_fraction = amla.checks.seq2seq.check_monotone_fraction(monotone_fraction)
 
 # %% [markdown]
-# Over the held-out set, with the reference `amla.transformers.seq2seq.monotone_fraction`: within the fields for every format,
-# and along all eight digits for the formats written year-month-day, where the whole map should be a diagonal.
-# `amla.transformers.seq2seq.alignments` collects the weights while the decoder writes the *true* ISO date (teacher forcing),
-# so every row has the ten characters; for the dates the model gets right they equal the greedy alignments.
+# Over the held-out set, with the `monotone_fraction` the check returned (yours once it passes): within the fields
+# for every format, and along all eight digits for the formats written year-month-day, where the whole map should
+# be a diagonal. `amla.transformers.seq2seq.alignments` collects the weights while the decoder writes the *true* ISO
+# date (teacher forcing), so every row has the ten characters; for the dates the model gets right they equal the
+# greedy alignments.
 
 # %%
 from amla.transformers.seq2seq import alignments as teacher_forced_alignments
-from amla.transformers.seq2seq import monotone_fraction as reference_monotone
 from amla.transformers.tasks import ISO_FIELDS, YMD_FORMATS
 
 aligned = teacher_forced_alignments(attention_model, src_test, tgt_test)  # [N, 11, S]: ten characters and <eos>
 ymd = torch.tensor([fmt in YMD_FORMATS for fmt in task.test.tags])
-monotone_fields = reference_monotone(aligned, ISO_FIELDS)
-monotone_ymd = reference_monotone(aligned[ymd], [sum(ISO_FIELDS, ())])  # the 8 digits in a row
+monotone_fields = monotone_fraction(aligned, ISO_FIELDS)
+monotone_ymd = monotone_fraction(aligned[ymd], [sum(ISO_FIELDS, ())])  # the 8 digits in a row
 print(f"within year, month and day, all formats:  {monotone_fields:.1%} of steps do not move backwards")
 print(f"along the 8 digits, year-month-day inputs: {monotone_ymd:.1%}")
 for fmt in DATE_FORMATS:
     rows = torch.tensor([tag == fmt for tag in task.test.tags])
-    print(f"{fmt:>24}: within fields {reference_monotone(aligned[rows], ISO_FIELDS):6.1%}")
+    if rows.any():
+        print(f"{fmt:>24}: within fields {monotone_fraction(aligned[rows], ISO_FIELDS):6.1%}")
 
 # %% [markdown]
 # With the cpu profile, about 93 % of the steps inside a field move forward or stay, and 96 % along the digits of
@@ -463,6 +502,12 @@ amla.report(
     train_s_baseline=baseline_trainer.history.train[-1]["elapsed_s"],
     train_s_baseline_2x=baseline_long_trainer.history.train[-1]["elapsed_s"],
 )
+
+# %% [markdown]
+# Your exercises, one line each. After fixing one, run its check cell again, then this one.
+
+# %%
+amla.checks.summary()
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Questions

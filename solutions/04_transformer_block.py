@@ -1,3 +1,12 @@
+# %% tags=["setup"]
+# Course set-up, the same in every hour. On Colab it installs the course package `amla`
+# (and what this hour needs); elsewhere `make lab` has installed it already.
+import sys, subprocess
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", 'amla @ git+https://github.com/amla-course/amla@main'], check=True)
+import amla
+device = amla.setup(hour=4, seed=0)  # picks cuda > mps > cpu, seeds, prints the profile
+
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # Hour 04: Multi-head attention and the Transformer block
 #
@@ -19,8 +28,18 @@
 #   what a map suggests by **removing heads**.
 #
 # **How the exercises work.** Each exercise is a function with a `# YOUR CODE HERE` line. Replace the
-# `raise NotImplementedError(...)` with your code and run the check cell right below it: it compares your
-# function with the reference on random inputs and, when they differ, names the most likely mistake.
+# `raise NotImplementedError(...)` with your code and run the check cell below it, such as
+# `split_heads = amla.checks.transformer.check_split_heads(split_heads)`. The check runs your function on ordinary
+# and edge inputs against the course's reference (values, dtype, gradients, and whether your inputs were left
+# alone):
+# - right: the check returns your function, and **the rest of the hour runs on your code**: the reversal model of
+#   section 4 is built from your `mha_forward` (with your `split_heads`), your `block_forward` and your
+#   `sinusoidal_encoding`;
+# - wrong: it stops there and names the most likely mistake, or the property your answer breaks;
+# - not written yet: one line says so and the check returns the course's reference, so Run All shows you the
+#   whole hour first.
+#
+# `amla.checks.summary()` at the end lists which exercises you have done.
 #
 # **Runtime** (whole notebook, measured with `amla bench 04` on an idle 2-core CPU): smoke profile about 6 s,
 # cpu profile about 70 s (66 s measured; the reversal model itself trains in about 5 s, and most of the rest is the
@@ -86,17 +105,18 @@ def split_heads(x, n_heads):
 
 
 # %%
-amla.checks.transformer.check_split_heads(split_heads)
+split_heads = amla.checks.transformer.check_split_heads(split_heads)
 
 # %% [markdown]
 # Merging is the inverse, `heads.transpose(1, 2).reshape(B, T, d)` (the `reshape` copies, since the transposed
-# tensor is not contiguous); `amla.transformers.nn.merge_heads` does it. A quick look at which features land in which head:
+# tensor is not contiguous); `amla.transformers.nn.merge_heads` does it. A quick look at which features land in which
+# head, with the `split_heads` the check returned:
 
 # %%
 from amla.transformers.nn import merge_heads
 
 x = torch.arange(2 * 3 * 8.0).view(2, 3, 8)  # 2 sequences, 3 positions, 8 features numbered in order
-heads = amla.transformers.nn.split_heads(x, 4)
+heads = split_heads(x, 4)
 print("x[0]:\n", x[0])
 print("head 1 of sequence 0 (features 2 and 3 of every position):\n", heads[0, 1])
 print("merge_heads(split_heads(x)) == x:", torch.equal(merge_heads(heads), x))
@@ -129,11 +149,11 @@ def mha_forward(mha, x, kv=None, mask=None):
 
 
 # %%
-amla.checks.transformer.check_mha_forward(mha_forward)
+mha_forward = amla.checks.transformer.check_mha_forward(mha_forward)
 
 # %% [markdown]
-# **Three implementations, one answer.** Wrapped in a module, your function is a complete multi-head attention
-# layer. We compare it with the package's `amla.transformers.nn.MultiHeadAttention` (same parameter names, so the weights load
+# **Three implementations, one answer.** Wrapped in a module, the `mha_forward` the check returned (yours once it
+# passes) is a complete multi-head attention layer. We compare it with the package's `amla.transformers.nn.MultiHeadAttention` (same parameter names, so the weights load
 # directly), on both of its paths: `need_weights=True` runs Hour 02's attention and returns the weights for the
 # viewer, `need_weights=False` runs PyTorch's fused `scaled_dot_product_attention`. And with
 # `torch.nn.MultiheadAttention`, which stores $W_Q, W_K, W_V$ stacked in one `in_proj_weight` and uses the
@@ -147,13 +167,15 @@ from amla.transformers.nn import MultiHeadAttention
 class StudentMHA(nn.Module):
     def __init__(self, d_model, n_heads):
         super().__init__()
-        self.n_heads = n_heads
+        self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_model // n_heads  # as MultiHeadAttention
         self.q_proj, self.k_proj, self.v_proj, self.out_proj = (nn.Linear(d_model, d_model) for _ in range(4))
 
     def forward(self, x, kv=None, mask=None):
         return mha_forward(self, x, kv, mask)
 
 
+whose = "your" if amla.checks.yours("4.2") else "the reference (Exercise 4.2 not done yet)"
+print(f"StudentMHA runs {whose} mha_forward")
 torch.manual_seed(0)
 d, h, B, Tq, Tk = 32, 4, 3, 6, 9
 student = StudentMHA(d, h).eval()
@@ -183,7 +205,7 @@ with torch.no_grad():
         theirs, theirs_w = reference(x, kv_, kv_, key_padding_mask=key_padding, attn_mask=attn_mask,
                                      average_attn_weights=False)
         mha_diff[name] = max((ours - theirs).abs().max().item(), (ours_w - theirs_w).abs().max().item())
-        print(f"{name:>15}: yours vs torch.nn.MultiheadAttention {mha_diff[name]:.1e} | yours vs amla.transformers.nn "
+        print(f"{name:>15}: StudentMHA vs torch.nn.MultiheadAttention {mha_diff[name]:.1e} | vs amla.transformers.nn "
               f"(fast path) {(ours - fast).abs().max().item():.1e}, (weights path) "
               f"{max((ours - slow).abs().max().item(), (ours_w - slow_w).abs().max().item()):.1e}")
 
@@ -218,8 +240,8 @@ print(f"max |MHA(PX) - P MHA(X)| = {equivariance_diff:.1e}")
 #
 # ### Exercise 4.3: The sinusoidal table
 #
-# Write `sinusoidal_encoding(max_len, d_model)` returning the `[max_len, d_model]` float table above (`d_model`
-# even). `torch.arange(0, d_model, 2)` gives the $2i$.
+# Write `sinusoidal_encoding(max_len, d_model)` returning the `[max_len, d_model]` table above as float32
+# (`d_model` even). `torch.arange(0, d_model, 2)` gives the $2i$.
 
 # %%
 def sinusoidal_encoding(max_len, d_model):
@@ -235,12 +257,13 @@ def sinusoidal_encoding(max_len, d_model):
 
 
 # %%
-amla.checks.transformer.check_sinusoidal(sinusoidal_encoding)
+sinusoidal_encoding = amla.checks.transformer.check_sinusoidal(sinusoidal_encoding)
+
+# %% [markdown]
+# The table the check returned (yours once it passes), and how similar the codes of two positions are:
 
 # %%
-from amla.transformers.nn import sinusoidal_table
-
-table = sinusoidal_table(64, 32)
+table = sinusoidal_encoding(64, 32)
 fig = Figure(figsize=(9, 3), layout="constrained")
 ax_map, ax_sim = fig.subplots(1, 2, width_ratios=[1.4, 1])
 image = ax_map.imshow(table.T, aspect="auto", cmap="RdBu", vmin=-1, vmax=1)
@@ -330,7 +353,8 @@ print("dropout in train mode changes the output:", not torch.equal(ff.train()(x)
 # Write `block_forward(block, x, mask=None)` for an `amla.transformers.nn.TransformerBlock` in eval mode (no dropout to apply).
 # Use `block.self_attn(h, mask=mask)[0]` for the attention of `h`, `block.ff` for the feed-forward net,
 # `block.norm1` for the LayerNorm of the attention branch and `block.norm2` for that of the feed-forward branch.
-# If `block.norm_first` is true, build the pre-norm block, otherwise the post-norm one; return the new `x`.
+# If `block.norm_first` is true, build the pre-norm block, otherwise the post-norm one; return the new `x`. Leave
+# the block as it is (no `block.train()`, no change to its weights): the check notices.
 
 # %%
 def block_forward(block, x, mask=None):
@@ -344,12 +368,18 @@ def block_forward(block, x, mask=None):
 
 
 # %%
-amla.checks.transformer.check_transformer_block(block_forward)
+block_forward = amla.checks.transformer.check_transformer_block(block_forward)
 
 # %% [markdown]
 # `amla.transformers.nn.TransformerEncoder` puts it all together: a token embedding, the positions (`pos="sinusoidal"`,
 # `"learned"`, `"rope"` or `"none"`), `n_layers` blocks and, for pre-norm, the final LayerNorm. It returns the
 # hidden states and, when asked, every layer's attention weights `[layers, B, H, T, T]`.
+#
+# It also takes your functions, through an explicit parameter:
+# `functions=amla.transformers.nn.TransformerFunctions(mha_forward=..., block_forward=..., sinusoidal_encoding=...)`.
+# Every attention layer then runs your `mha_forward`, every block your `block_forward` (whose `block.self_attn` is
+# itself your attention), and the sinusoidal table is your `sinusoidal_encoding`'s. Your functions know no
+# dropout and no RoPE, so the encoder refuses `pos="rope"` with them, and this hour's models use no dropout.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Teaching an encoder to reverse sequences
@@ -376,17 +406,36 @@ print("held-out sequences seen in training:", len(set(task.test.sources) & set(t
 # %% [markdown]
 # The model is the encoder and a linear layer from each hidden state to the vocabulary. We count a sequence as
 # right only if **all** its positions are.
+#
+# **The model trained below is built from your code**: your `mha_forward` (which splits the heads with your
+# `split_heads`) in every attention layer, your `block_forward` in every block, your `sinusoidal_encoding` for the
+# positions. While an exercise is not done, the course's reference stands in for it (the reference `mha_forward`
+# splits the heads with the package's `split_heads`); the line printed below says which is which. Your attention
+# computes the softmax explicitly where the package calls PyTorch's fused kernel; section 1 showed that both give
+# the same answer. The comparisons of sections 5 and 6 (other positions, deeper stacks) train the package's own
+# modules (`functions=None`, the fused kernel); RoPE could not run through your `mha_forward` anyway.
 
 # %%
-from amla.transformers.nn import TransformerEncoder
+from amla.transformers.nn import TransformerEncoder, TransformerFunctions
 from amla.views import Dashboard
+
+yours = TransformerFunctions(mha_forward=mha_forward, block_forward=block_forward,
+                             sinusoidal_encoding=sinusoidal_encoding)
+
+
+def author(*exercises):  # your split_heads runs only inside your mha_forward (the reference uses its own)
+    return "your" if all(amla.checks.yours(ex) for ex in exercises) else "the reference"
+
+
+print(f"the reversal model runs {author('4.2')} mha_forward (with {author('4.1', '4.2')} split_heads), "
+      f"{author('4.4')} block_forward and {author('4.3')} sinusoidal_encoding")
 
 
 class Reverser(nn.Module):
-    def __init__(self, pos="sinusoidal", layers=S.layers, norm_first=True):
+    def __init__(self, pos="sinusoidal", layers=S.layers, norm_first=True, functions=None):
         super().__init__()
         self.encoder = TransformerEncoder(len(vocab), S.d_model, S.heads, layers, S.d_ff, S.length,
-                                          norm_first=norm_first, pos=pos)
+                                          norm_first=norm_first, pos=pos, functions=functions)
         self.head = nn.Linear(S.d_model, len(vocab))
 
     def forward(self, tokens):  # [B, T] -> logits [B, T, vocab]
@@ -418,7 +467,7 @@ def train(model, steps=S.steps, lr=S.lr, warmup=None, quiet=False):
 
 
 amla.seed_everything(0)
-model = Reverser()
+model = Reverser(functions=yours)
 print(f"{sum(p.numel() for p in model.parameters()):,} parameters")
 trainer = train(model)
 
@@ -435,7 +484,8 @@ for s, p in zip(task.test.sources[:5], predictions):
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Which positions?
 #
-# The same model and training, four ways of giving it positions: none at all, sinusoidal (above), learned, rotary.
+# The same model and training, four ways of giving it positions: none at all, sinusoidal (the model above, built
+# from your code), learned, rotary. The three new runs use the package's modules.
 
 # %%
 position_results = {"sinusoidal": (test_seq_acc, test_token_acc)}
@@ -466,7 +516,7 @@ for pos, (seq, tok) in position_results.items():
 #
 # Now a deeper stack (`S.deep_layers` blocks: 8 with the cpu profile) at a high learning rate, **without warm-up**,
 # once with each arrangement, and once more post-norm with a linear warm-up, the remedy of the original Transformer.
-# Gradient clipping (norm 1) is on in all three runs.
+# Gradient clipping (norm 1) is on in all three runs. These stacks are the package's modules.
 
 # %%
 deep_setups = {  # key: (label, norm_first, warm-up steps)
@@ -515,7 +565,9 @@ fig
 #
 # To reverse, the query at position $i$ must find the key at position $T - 1 - i$: somewhere in the model a head
 # should attend along the **anti-diagonal**. The encoder returns every layer's weights `[layers, B, H, T, T]`;
-# we measure, for each layer and head, the average weight a query gives its mirror position.
+# we measure, for each layer and head, the average weight a query gives its mirror position. The model is the one of
+# section 4, built from your code: your `block_forward` returns no weights, so the encoder gets them from one more
+# call of each block's attention (your `mha_forward`) on the input its branch reads, `norm1(x)` in a pre-norm block.
 
 # %%
 model.eval()
@@ -556,7 +608,8 @@ viewer.select(layer=best_layer, head=best_head, query=0)
 #
 # The direct test is to **remove** a head and measure again. `amla.transformers.ablation.heads_removed` sets a head's slice of
 # the merged heads to zero just before the output projection: that head's contribution disappears and the other
-# heads are untouched. We remove each head on its own, then all heads of a layer at once.
+# heads are untouched. We remove each head on its own, then all heads of a layer at once, in the model of section 4
+# (the hook sits on `mha.out_proj`, which your `mha_forward` calls).
 
 # %%
 from amla.transformers.ablation import heads_removed
@@ -604,6 +657,12 @@ amla.report(
     **{f"ablate_layer{layer}_max_single": max(alone) for layer, (alone, _) in ablation.items()},
     **{f"ablate_layer{layer}_all": everything for layer, (_, everything) in ablation.items()},
 )
+
+# %% [markdown]
+# Your exercises, one line each. After fixing one, run its check cell again, then this one.
+
+# %%
+amla.checks.summary()
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Questions

@@ -1,3 +1,12 @@
+# %% tags=["setup"]
+# Course set-up, the same in every hour. On Colab it installs the course package `amla`
+# (and what this hour needs); elsewhere `make lab` has installed it already.
+import sys, subprocess
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", 'amla @ git+https://github.com/amla-course/amla@main'], check=True)
+import amla
+device = amla.setup(hour=5, seed=0)  # picks cuda > mps > cpu, seeds, prints the profile
+
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # Hour 05: The encoder-decoder Transformer
 #
@@ -18,8 +27,17 @@
 # - read **cross-attention maps**: which input digits each output digit looks at.
 #
 # **How the exercises work.** Each exercise is a function with a `# YOUR CODE HERE` line. Replace the
-# `raise NotImplementedError(...)` with your code and run the check cell right below it: it compares your
-# function with the reference on random inputs and, when they differ, names the most likely mistake.
+# `raise NotImplementedError(...)` with your code and run the check cell below it, such as
+# `decoder_mask = amla.checks.encoder_decoder.check_decoder_mask(decoder_mask)`. The check runs your function on
+# ordinary and edge inputs against the course's reference (values, dtype, gradients, and whether your inputs were
+# left alone):
+# - right: the check returns your function, and **the rest of the hour runs on your code**: the addition model
+#   is trained with your decoder mask and your loss, and beam search runs on your beam step;
+# - wrong: it stops there and names the most likely mistake, or the property your answer breaks;
+# - not written yet: one line says so and the check returns the course's reference, so Run All shows you the
+#   whole hour first.
+#
+# `amla.checks.summary()` at the end lists which exercises you have done.
 #
 # **Runtime** (whole notebook, measured with `amla bench 05` on an idle 2-core CPU): smoke profile about 6 s; cpu
 # profile about 2 min 50 s, of which about 2 min 15 s are three training runs: addition with reversed results
@@ -131,7 +149,8 @@ print("memory", tuple(memory.shape), " source mask", tuple(src_mask.shape))
 #
 # Write `decoder_mask(tgt_in)`. `tgt_in` [B, T] holds the decoder's input ids (`<bos>`, then the target tokens,
 # then `PAD_ID`). Return a bool tensor [B, 1, T, T] whose entry `[b, 0, i, j]` is True when query `i` may attend
-# key `j`: `j <= i` and `tgt_in[b, j]` is not padding.
+# key `j`: `j <= i` and `tgt_in[b, j]` is not padding. Create any new tensor on `tgt_in.device`, so that the mask
+# also works when the model trains on a GPU.
 
 # %%
 import torch
@@ -146,18 +165,23 @@ def decoder_mask(tgt_in):
 
 
 # %%
-amla.checks.encoder_decoder.check_decoder_mask(decoder_mask)
+decoder_mask = amla.checks.encoder_decoder.check_decoder_mask(decoder_mask)
 
 # %% [markdown]
 # With padding on the right, as here, a real position never sees padding anyway: padding comes after it and the
 # causal mask already hides the future. The padding mask matters for the padded *rows* (whose outputs the loss
-# ignores) and for any batch padded on the left. Two properties we can test on the untrained model: changing a
-# later target token does not change the logits of earlier positions, and more padding changes nothing.
+# ignores) and for any batch padded on the left.
+#
+# `EncoderDecoder(..., decoder_mask_fn=decoder_mask)` builds its decoder's self-attention mask with the function
+# the check returned: yours once Exercise 5.1 passes (while it is not done, the reference stands in for it). Two
+# properties we can test on an untrained model with that mask: changing a later target token does not change the
+# logits of earlier positions, and more padding changes nothing.
 
 # %%
-from amla.transformers.encoder_decoder import source_mask
-
-model.eval()
+amla.seed_everything(0)
+model = EncoderDecoder(len(task.src_vocab), len(task.tgt_vocab), d_model=S.d_model, n_heads=S.heads,
+                       n_layers=S.layers, max_len=32, decoder_mask_fn=decoder_mask).eval()
+print("decoder mask:", "yours" if amla.checks.yours("5.1") else "the course's reference (Exercise 5.1 not done yet)")
 src, tgt = src_train[:8], tgt_train[:8]
 logits = model(src, tgt)
 changed = tgt.clone()
@@ -167,7 +191,6 @@ print("positions 0-2 unchanged after changing token 2:",
 print("position 3 changed:", not torch.allclose(model(src, changed)[:, 3], logits[:, 3]))
 more_padding = torch.nn.functional.pad(src, (0, 5), value=PAD_ID)
 print("5 more pads on the sources change nothing:", torch.allclose(model(more_padding, tgt), logits, atol=1e-5))
-model.train();
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Teacher forcing and label smoothing
@@ -201,35 +224,38 @@ def label_smoothed_cross_entropy(logits, targets, smoothing):
     nll = -logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # -log p(y)   [B, T]
     uniform = -logp.mean(dim=-1)  # (1/V) sum_c -log p(c)   [B, T]
     per_token = (1 - smoothing) * nll + smoothing * uniform
-    real = targets != PAD_ID
-    return per_token[real].mean()
+    real = targets != PAD_ID  # the positions that count
+    return (per_token * real).sum() / real.sum()  # the mean over the real tokens
     ### END SOLUTION
 
 
 # %%
-amla.checks.encoder_decoder.check_label_smoothing(label_smoothed_cross_entropy)
+label_smoothed_cross_entropy = amla.checks.encoder_decoder.check_label_smoothing(label_smoothed_cross_entropy)
 
 # %% [markdown]
-# And against PyTorch's own, on the untrained model's logits:
+# And the loss the check returned (yours once Exercise 5.2 passes) against PyTorch's own, on the untrained model's
+# logits:
 
 # %%
 import torch.nn.functional as F
 
-from amla.transformers.encoder_decoder import label_smoothed_cross_entropy as reference_smoothing
-
+whose = "yours" if amla.checks.yours("5.2") else "reference"
 with torch.no_grad():
     logits = model(src_train[:64], tgt_train[:64])
 for eps in (0.0, 0.1):
-    ours = reference_smoothing(logits, tgt_train[:64], eps)
+    ours = label_smoothed_cross_entropy(logits, tgt_train[:64], eps)
     torchs = F.cross_entropy(logits.flatten(0, 1), tgt_train[:64].flatten(), ignore_index=PAD_ID, label_smoothing=eps)
-    print(f"eps={eps}: ours {ours.item():.6f}   F.cross_entropy {torchs.item():.6f}")
+    print(f"eps={eps}: {whose} {ours.item():.6f}   F.cross_entropy {torchs.item():.6f}")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Training on addition
 #
-# `amla.transformers.encoder_decoder.translation_loss` is the Trainer's `loss_fn`: teacher forcing and the reference of Exercise
-# 5.2 with $\varepsilon = 0.1$. We watch the **exact match** on the validation sums: the share whose whole result,
-# `<eos>` included, comes out right with greedy decoding (Section 7).
+# `amla.transformers.encoder_decoder.translation_loss` is the Trainer's `loss_fn`: teacher forcing, then
+# `loss=label_smoothed_cross_entropy` with $\varepsilon = 0.1$. The model below is built from your pieces: its
+# decoder mask is the `decoder_mask` of Exercise 5.1 and it is trained with the `label_smoothed_cross_entropy` of
+# Exercise 5.2, as the checks returned them; while an exercise is not done, the reference stands in for it. The
+# other models of this hour (Sections 6 and 9) use the same two functions. We watch the **exact match** on the
+# validation sums: the share whose whole result, `<eos>` included, comes out right with greedy decoding (Section 7).
 
 # %%
 import functools
@@ -237,7 +263,7 @@ import functools
 from amla.transformers.encoder_decoder import exact_match, translation_loss
 from amla.views import Dashboard
 
-loss_fn = functools.partial(translation_loss, smoothing=0.1)
+loss_fn = functools.partial(translation_loss, smoothing=0.1, loss=label_smoothed_cross_entropy)
 
 
 def train(model, data, steps, validation, eval_every=S.eval_every, seed=0):
@@ -252,7 +278,9 @@ def train(model, data, steps, validation, eval_every=S.eval_every, seed=0):
 
 amla.seed_everything(0)
 model = EncoderDecoder(len(task.src_vocab), len(task.tgt_vocab), d_model=S.d_model, n_heads=S.heads,
-                       n_layers=S.layers, max_len=32)
+                       n_layers=S.layers, max_len=32, decoder_mask_fn=decoder_mask)
+print("decoder mask:", "yours" if amla.checks.yours("5.1") else "the reference",
+      "  loss:", "yours" if amla.checks.yours("5.2") else "the reference")
 trainer = train(model, (src_train, tgt_train), S.steps, (src_val, tgt_val))
 
 # %% [markdown]
@@ -271,8 +299,8 @@ print("  ".join(f"{tag}: {sum(h) / len(h):.0%}" for tag, h in sorted(per_tag.ite
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. Does the digit order matter?
 #
-# The same model, the same data and the same number of steps, but the results written the usual way, most
-# significant digit first:
+# The same model (with the same decoder mask and loss, yours once Exercises 5.1 and 5.2 pass), the same data and
+# the same number of steps, but the results written the usual way, most significant digit first:
 
 # %%
 plain_task = addition_task(S.n_train, S.n_val, S.n_test, max_digits=4, reverse=False, seed=0)
@@ -282,7 +310,7 @@ plain_val = plain_task.val.tensors(plain_task.src_vocab, plain_task.tgt_vocab)
 plain_test = plain_task.test.tensors(plain_task.src_vocab, plain_task.tgt_vocab)
 amla.seed_everything(0)
 plain_model = EncoderDecoder(len(task.src_vocab), len(task.tgt_vocab), d_model=S.d_model, n_heads=S.heads,
-                             n_layers=S.layers, max_len=32)
+                             n_layers=S.layers, max_len=32, decoder_mask_fn=decoder_mask)
 plain_trainer = train(plain_model, plain_train, S.steps, plain_val)
 plain_hits = exact_match(plain_model, *plain_test)
 print(f"held-out exact match, usual order: {plain_hits.float().mean():.2%}   reversed: {hits.float().mean():.2%}")
@@ -331,12 +359,14 @@ def beam_step(scores, log_probs, finished):
 
 
 # %%
-amla.checks.encoder_decoder.check_beam_step(beam_step)
+beam_step = amla.checks.encoder_decoder.check_beam_step(beam_step)
 
 # %% [markdown]
-# `amla.transformers.encoder_decoder.beam_search` runs the reference step in a loop. It starts with one live beam (the others
-# at $-\infty$, or all $K$ beams would be the same), reorders the beams' tokens by `parent` after every step, and
-# stops when every beam has finished.
+# `amla.transformers.encoder_decoder.beam_search(..., beam_step_fn=beam_step)` runs the step it is given in a loop;
+# every beam search below (and `exact_match(..., beam_size=K, beam_step_fn=beam_step)`) runs on the `beam_step`
+# the check returned: yours once Exercise 5.3 passes, the reference while it is not done. It starts with one live
+# beam (the others at $-\infty$, or all $K$ beams would be the same), reorders the beams' tokens by `parent` after
+# every step, and stops when every beam has finished.
 #
 # **Length normalisation.** Every token adds a negative log-probability, so a sum favours *short* outputs: a beam
 # that says `<eos>` early escapes the later penalties. When the finished beams are compared at the end, their scores
@@ -348,7 +378,8 @@ from amla.transformers.encoder_decoder import beam_search, greedy_decode
 
 model.eval()
 greedy = greedy_decode(model, src_test[:200], tgt_test.shape[1])
-beam1, _ = beam_search(model, src_test[:200], tgt_test.shape[1], beam_size=1)
+beam1, _ = beam_search(model, src_test[:200], tgt_test.shape[1], beam_size=1, beam_step_fn=beam_step)
+print("beam step:", "yours" if amla.checks.yours("5.3") else "the course's reference (Exercise 5.3 not done yet)")
 print("beam search with K = 1 equals greedy decoding:", torch.equal(beam1, greedy))
 
 # %% [markdown]
@@ -359,8 +390,8 @@ import time
 
 decoding = {}
 for name, m, (s, t) in [("reversed", model, (src_test, tgt_test)), ("usual order", plain_model, plain_test)]:
-    for label, kw in [("greedy", dict(beam_size=1)), (f"beam {S.beam}", dict(beam_size=S.beam)),
-                      (f"beam {S.beam}, alpha=1", dict(beam_size=S.beam, length_penalty=1.0))]:
+    for label, kw in [("greedy", dict(beam_size=1)), (f"beam {S.beam}", dict(beam_size=S.beam, beam_step_fn=beam_step)),
+                      (f"beam {S.beam}, alpha=1", dict(beam_size=S.beam, length_penalty=1.0, beam_step_fn=beam_step))]:
         t0 = time.perf_counter()
         decoding[name, label] = exact_match(m, s, t, **kw).float().mean().item()
         print(f"{name:>12}, {label:<16} {decoding[name, label]:8.2%}   ({time.perf_counter() - t0:.1f} s)")
@@ -435,7 +466,8 @@ print("  ".join(f"digit {k}: {sum(v) / len(v):.0%}" for k, v in mass.items()), f
 #
 # Hour 03's GRU with additive attention reached 100 % exact match on 2,000 held-out dates with the cpu profile
 # (600 steps, about a minute). The same data split (`date_task` with the same sizes and seed), a Transformer of this
-# hour's size, trained for the same number of steps with the same batch size:
+# hour's size (with the same decoder mask and loss as above), trained for the same number of steps with the same
+# batch size:
 
 # %%
 from amla.transformers.tasks import date_task
@@ -446,7 +478,7 @@ date_val = dates.val.tensors(dates.src_vocab, dates.tgt_vocab)
 date_test = dates.test.tensors(dates.src_vocab, dates.tgt_vocab)
 amla.seed_everything(0)
 date_model = EncoderDecoder(len(dates.src_vocab), len(dates.tgt_vocab), d_model=S.d_model, n_heads=S.heads,
-                            n_layers=S.layers, max_len=80)
+                            n_layers=S.layers, max_len=80, decoder_mask_fn=decoder_mask)
 date_trainer = train(date_model, date_train, S.date_steps, date_val, eval_every=S.date_steps // 3)
 date_hits = exact_match(date_model, *date_test)
 print(f"held-out exact match on dates: {date_hits.float().mean():.2%} of {len(date_hits)}")
@@ -474,6 +506,12 @@ amla.report(
     train_s_usual_order=plain_trainer.history.train[-1]["elapsed_s"],
     train_s_dates=date_trainer.history.train[-1]["elapsed_s"],
 )
+
+# %% [markdown]
+# Your exercises, one line each. After fixing one, run its check cell again, then this one.
+
+# %%
+amla.checks.summary()
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Questions

@@ -1,3 +1,12 @@
+# %% tags=["setup"]
+# Course set-up, the same in every hour. On Colab it installs the course package `amla`
+# (and what this hour needs); elsewhere `make lab` has installed it already.
+import sys, subprocess
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", 'amla @ git+https://github.com/amla-course/amla@main'], check=True)
+import amla
+device = amla.setup(hour=6, seed=0)  # picks cuda > mps > cpu, seeds, prints the profile
+
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # Hour 06: GPT from scratch
 #
@@ -18,6 +27,20 @@
 # - **sample** from it with temperature, top-k and top-p (nucleus) sampling, and explain what each changes;
 # - make generation several times faster with a **KV cache**, and check that it produces exactly the same tokens;
 # - look at what the trained heads attend to, and test what the maps suggest by switching heads off.
+#
+# **How the exercises work.** Each exercise is a function with a `# YOUR CODE HERE` line. Replace the
+# `raise NotImplementedError(...)` with your code and run the check cell below it, such as
+# `pair_counts = amla.checks.gpt.check_pair_counts(pair_counts)`. The check runs your function on ordinary and edge
+# inputs against the course's reference (values, types, gradients where there are any, and whether your inputs were
+# left alone):
+# - right: the check returns your function, and **the rest of the hour runs on your code**: the BPE tokenizer
+#   learns its merges and encodes with your `pair_counts` and `merge_pair`, and the sampling section draws from
+#   your `top_p_probs`;
+# - wrong: it stops there and names the most likely mistake, or the property your answer breaks;
+# - not written yet: one line says so and the check returns the course's reference, so Run All shows you the
+#   whole hour first.
+#
+# `amla.checks.summary()` at the end lists which exercises you have done.
 #
 # **Runtime** (whole notebook, measured with `amla bench 06` on an idle 2-core CPU with tiny Shakespeare): smoke
 # profile about 7 s; cpu profile about 5 1/2 min (331 s), of which the main training with its evaluations took
@@ -116,7 +139,7 @@ def pair_counts(ids):
 
 
 # %%
-amla.checks.gpt.check_pair_counts(pair_counts)
+pair_counts = amla.checks.gpt.check_pair_counts(pair_counts)
 
 # %% [markdown]
 # ### Exercise 6.2: Merging a pair
@@ -142,19 +165,23 @@ def merge_pair(ids, pair, new_id):
 
 
 # %%
-amla.checks.gpt.check_merge_pair(merge_pair)
+merge_pair = amla.checks.gpt.check_merge_pair(merge_pair)
 
 # %% [markdown]
-# With the reference versions of the two functions, `amla.transformers.text.train_bpe` learns merges from the start of the
-# corpus and `BPETokenizer` encodes and decodes. The first merges are the commonest pairs of the language
+# With your two functions (the course's reference stands in for one whose exercise is not done),
+# `amla.transformers.text.train_bpe` learns merges from the start of the corpus: it counts the pairs with your
+# `pair_counts` and merges the most frequent one with your `merge_pair`, again and again. `BPETokenizer` encodes new
+# text with the same two functions and decodes it back. The first merges are the commonest pairs of the language
 # (`e` + space, `t` + `h`, ...); later merges build on earlier ones into whole words.
 
 # %%
 from amla.transformers.text import BPETokenizer, train_bpe
 
 sample = corpus.text[: S.bpe_chars]
-merges = train_bpe(sample, S.bpe_merges)
-bpe = BPETokenizer(merges)
+merges = train_bpe(sample, S.bpe_merges, pair_counts_fn=pair_counts, merge_pair_fn=merge_pair)
+bpe = BPETokenizer(merges, pair_counts_fn=pair_counts, merge_pair_fn=merge_pair)
+print("pairs counted with", "your pair_counts" if amla.checks.yours("6.1") else "the reference pair_counts",
+      "and merged with", "your merge_pair" if amla.checks.yours("6.2") else "the reference merge_pair")
 print("first merges:", [bpe.decode([256 + i]) for i in range(min(12, len(merges)))])
 print("last merges: ", [bpe.decode([256 + i]) for i in range(max(0, len(merges) - 8), len(merges))])
 held_out = corpus.text[n_train : n_train + 2000]  # text the merges were not learned from
@@ -521,23 +548,25 @@ def top_p_probs(logits, p, temperature=1.0):
 
 
 # %%
-amla.checks.gpt.check_top_p(top_p_probs)
+top_p_probs = amla.checks.gpt.check_top_p(top_p_probs)
 
 # %% [markdown]
-# What the three knobs do to the distribution over the next character after a prompt (the package's
-# `amla.transformers.gpt.top_p_probs` is used from here on):
+# What the three knobs do to the distribution over the next character after a prompt. The four distributions come
+# from your `top_p_probs` (with p = 1 it is a plain softmax with a temperature), and so do the top-p samples below:
+# `generate(..., top_p_fn=top_p_probs)` draws each character from the nucleus your function computes. (While the
+# exercise is not done, the course's reference stands in for it.)
 
 # %%
 from amla.transformers.gpt import generate
-from amla.transformers.gpt import top_p_probs as reference_top_p
 
+print("nucleus from", "your top_p_probs" if amla.checks.yours("6.3") else "the reference top_p_probs")
 prompt = "ROMEO:\nWhat light through yonder window"
 model.eval()
 with torch.no_grad():
     next_logits = model(tok.encode(prompt)[None, -S.block :].to(device))[:, -1].cpu()
-settings = {"temperature 1": reference_top_p(next_logits, 1.0),
-            "temperature 0.5": reference_top_p(next_logits, 1.0, 0.5),
-            "top-p 0.9": reference_top_p(next_logits, 0.9), "top-p 0.5": reference_top_p(next_logits, 0.5)}
+settings = {"temperature 1": top_p_probs(next_logits, 1.0),
+            "temperature 0.5": top_p_probs(next_logits, 1.0, 0.5),
+            "top-p 0.9": top_p_probs(next_logits, 0.9), "top-p 0.5": top_p_probs(next_logits, 0.5)}
 top = settings["temperature 1"][0].topk(12).indices
 fig = Figure(figsize=(11, 2.8), layout="constrained")
 for ax, (label, probs) in zip(fig.subplots(1, 4, sharey=True), settings.items()):
@@ -555,7 +584,8 @@ samples = {}
 for label, kwargs in [("greedy", dict(temperature=0.0)), ("temperature 0.8", dict(temperature=0.8)),
                       ("temperature 1.5", dict(temperature=1.5)), ("temperature 1, top-p 0.9", dict(top_p=0.9))]:
     gen = torch.Generator(device).manual_seed(0)
-    out = generate(model, tok.encode(prompt)[None].to(device), S.sample_chars, generator=gen, **kwargs)
+    out = generate(model, tok.encode(prompt)[None].to(device), S.sample_chars, generator=gen, top_p_fn=top_p_probs,
+                   **kwargs)
     samples[label] = tok.decode(out[0, len(prompt) :].cpu())
     print(f"----- {label} -----\n{prompt}{samples[label]}\n")
 
@@ -720,6 +750,12 @@ metrics = dict(
 if mfu is not None:
     metrics["mfu"] = mfu
 amla.report(**metrics)
+
+# %% [markdown]
+# Your exercises, one line each. After fixing one, run its check cell again, then this one.
+
+# %%
+amla.checks.summary()
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Questions

@@ -49,7 +49,8 @@ def write_notebook(path: Path, *sources: str) -> None:
 def test_build_check_exit_codes(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["build", "--check", "--root", str(repo)]) == 1
     out = capsys.readouterr().out.splitlines()
-    assert [line.split(":")[0] for line in out] == ["solutions/01_toolkit.ipynb", "hours/01_toolkit.ipynb", "README.md"]
+    assert [line.split(":")[0] for line in out] == [
+        "solutions/01_toolkit.py", "solutions/01_toolkit.ipynb", "hours/01_toolkit.ipynb", "README.md"]
     assert not (repo / "hours").exists()
     assert main(["build", "--root", str(repo)]) == 0
     assert "wrote hours/01_toolkit.ipynb" in capsys.readouterr().out

@@ -1,16 +1,16 @@
-"""Hour 05: the addition task, the encoder-decoder Transformer, label smoothing, greedy and beam search, the checks."""
+"""Hour 05: the addition task, the encoder-decoder Transformer, label smoothing, greedy and beam search, and the hooks
+through which the exercises' functions plug in. (The checks are tested in test_checks_encoder_decoder.py.)"""
 
 from __future__ import annotations
 
 import functools
+import re
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 import amla
-from amla.checks import CheckFailed
-from amla.checks import encoder_decoder as C
 from amla.transformers.encoder_decoder import (
     EncoderDecoder,
     beam_search,
@@ -145,6 +145,7 @@ def test_beam_step_picks_best_extensions():
     assert torch.allclose(new, torch.tensor([[0.0, -1.05]])) and token.tolist() == [[PAD_ID, 3]]
 
 
+@functools.lru_cache(maxsize=1)  # trained once, decoded by two tests (nothing changes it)
 def _trained_tiny():
     task = addition_task(600, 20, 40, max_digits=2, reverse=True, seed=0)
     src, tgt = task.train.tensors(task.src_vocab, task.tgt_vocab)
@@ -189,55 +190,124 @@ def test_greedy_and_beam_search():
         greedy_decode(model, src, 0)
 
 
-# --- the checks -------------------------------------------------------------------------------------
+# --- the hooks: the exercises' functions plug in ------------------------------------------------------
 
 
-def test_checks_pass_the_references(capsys):
-    C.check_decoder_mask(decoder_mask)
-    C.check_label_smoothing(label_smoothed_cross_entropy)
-    C.check_beam_step(beam_step)
-    assert capsys.readouterr().out.count("passed") == 3
+def _fit(steps=15, **hooks):
+    """A tiny model trained for a few steps, with the given hooks (decoder_mask_fn, loss); its parameters."""
+    task = addition_task(400, 10, 10, max_digits=2, reverse=True, seed=0)
+    src, tgt = task.train.tensors(task.src_vocab, task.tgt_vocab)
+    amla.seed_everything(0)
+    model = EncoderDecoder(len(task.src_vocab), len(task.tgt_vocab), d_model=16, n_heads=2, n_layers=1, max_len=16,
+                           **({"decoder_mask_fn": hooks["decoder_mask_fn"]} if "decoder_mask_fn" in hooks else {}))
+    loss_fn = functools.partial(translation_loss, smoothing=0.1, **({"loss": hooks["loss"]} if "loss" in hooks else {}))
+    config = amla.TrainConfig(max_steps=steps, batch_size=32, lr=3e-3, progress=False)
+    amla.Trainer(model, (src, tgt), config, loss_fn=loss_fn, device="cpu").fit()
+    return {k: v.clone() for k, v in model.state_dict().items()}
 
 
-def _names(fn, variants):
-    for variant, words in variants:
-        state = torch.random.get_rng_state()
-        with pytest.raises(CheckFailed, match=words):
-            fn(variant)
-        assert torch.equal(state, torch.random.get_rng_state())
+def test_training_through_the_hooks_with_the_references_is_bit_for_bit_the_default():
+    default = _fit()
+    hooked = _fit(decoder_mask_fn=decoder_mask, loss=label_smoothed_cross_entropy)
+    assert default.keys() == hooked.keys() and all(torch.equal(default[k], hooked[k]) for k in default)
 
 
-def test_decoder_mask_mistakes_are_named():
-    v = C._mask_variant
-    _names(C.check_decoder_mask, [
-        (v(causal="none"), "not causal"), (v(causal="triu"), "wrong way round"), (v(causal="strict"), "diagonal"),
-        (v(padding="none"), "padding is not masked"), (v(padding="queries"), "queries"),
-        (v(invert=True), "inverted"),
-    ])
+def test_decoder_mask_fn_is_used_and_defaults_to_decoder_mask():
+    calls = []
+
+    def counting(tgt_in):
+        calls.append(tuple(tgt_in.shape))
+        return decoder_mask(tgt_in)
+
+    src = torch.tensor([[3, 4, 5, 6], [7, 8, PAD_ID, PAD_ID]])
+    tgt = torch.tensor([[3, 4, 5, EOS_ID], [6, EOS_ID, PAD_ID, PAD_ID]])
+    plain, hooked = _model(), _model(decoder_mask_fn=counting)
+    assert plain.decoder_mask_fn is decoder_mask
+    assert torch.equal(plain(src, tgt), hooked(src, tgt)) and calls == [(2, 4)]
+    assert torch.equal(greedy_decode(plain, src, 5), greedy_decode(hooked, src, 5))
+    # a mask that lets every position see the future changes the logits of the earlier positions
+    leaky = _model(decoder_mask_fn=lambda t: torch.ones(t.shape[0], 1, t.shape[1], t.shape[1], dtype=torch.bool))
+    assert not torch.allclose(leaky(src, tgt)[:, 0], plain(src, tgt)[:, 0])
 
 
-def test_label_smoothing_mistakes_are_named():
-    v = C._smoothing_variant
-    _names(C.check_label_smoothing, [
-        (v(classes="others"), "V - 1 classes other than the target"), (v(classes="no_pad"), "skips the <pad>"),
-        (v(ignore_pad=False), "padding is not ignored"), (v(norm="all"), "divided by all"),
-        (v(norm="sum"), "summed"), (v(sign=-1), "sign is flipped"), (v(uniform="sum"), "without dividing by V"),
-        (v(keep_confidence=False), "1 - eps"), (v(log=False), "probabilities are used"),
-    ])
+def test_decoder_mask_fn_bad_input_gives_one_line_errors():
+    with pytest.raises(TypeError, match=r"^EncoderDecoder: decoder_mask_fn must be a function .* got int$"):
+        _model(decoder_mask_fn=3)
+    src, tgt = torch.tensor([[3, 4]]), torch.tensor([[5, EOS_ID]])
+    for bad, what in [(lambda t: decoder_mask(t).int(), r"torch\.int32"), (lambda t: decoder_mask(t)[:, 0], r"\(1, 2, 2\)"),
+                      (lambda t: decoder_mask(t).tolist(), "got list")]:
+        with pytest.raises(ValueError, match=r"decoder_mask_fn\(tgt_in\) must return a bool mask \(1, 1, 2, 2\)") as info:
+            _model(decoder_mask_fn=bad)(src, tgt)
+        assert "\n" not in str(info.value)
+        assert re.search(what, str(info.value))
 
 
-def test_beam_step_mistakes_are_named():
-    v = C._beam_variant
-    _names(C.check_beam_step, [
-        (v(add_scores=False), "previous scores are not added"), (v(per_beam=True), "each beam keeps"),
-        (v(freeze="drop"), "thrown away"), (v(freeze="pad_cost"), "pay the model"),
-        (v(freeze="none"), "extended like live ones"), (v(swap=True), "swapped"),
-    ])
+def test_translation_loss_hook():
+    model = _model()
+    src = torch.tensor([[3, 4, 5, 6], [7, 8, PAD_ID, PAD_ID]])
+    tgt = torch.tensor([[3, 4, 5, EOS_ID], [6, EOS_ID, PAD_ID, PAD_ID]])
+    default = translation_loss(model, (src, tgt), smoothing=0.1)
+    assert torch.equal(translation_loss(model, (src, tgt), smoothing=0.1, loss=label_smoothed_cross_entropy), default)
+
+    def torch_loss(logits, targets, smoothing):
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), label_smoothing=smoothing, ignore_index=PAD_ID)
+
+    assert torch.allclose(translation_loss(model, (src, tgt), 0.1, loss=torch_loss), default, atol=1e-6)
+    seen = []
+    translation_loss(model, (src, tgt), 0.3, loss=lambda lg, tg, eps: seen.append(eps) or lg.sum() * 0)
+    assert seen == [0.3]
+    with pytest.raises(TypeError, match=r"^translation_loss: loss must be a function"):
+        translation_loss(model, (src, tgt), 0.1, loss="cross_entropy")
+    with pytest.raises(ValueError, match=r"^translation_loss: loss\(logits, targets, smoothing\) must return a 0-d "
+                                         r"tensor, got float$"):
+        translation_loss(model, (src, tgt), 0.1, loss=lambda *a: 1.0)
 
 
-def test_check_reports_not_implemented():
-    def todo(*args):
-        raise NotImplementedError("Exercise 5.2")
+def test_label_smoothing_keeps_float64_and_computes_half_precision_in_float32():
+    logits = torch.randn(2, 3, 5, dtype=torch.float64)
+    targets = torch.tensor([[3, 4, 0], [2, 1, 0]])
+    ours = label_smoothed_cross_entropy(logits, targets, 0.1)
+    theirs = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=PAD_ID, label_smoothing=0.1)
+    assert ours.dtype == torch.float64 and torch.allclose(ours, theirs, atol=1e-12)
+    assert label_smoothed_cross_entropy(logits.bfloat16(), targets, 0.1).dtype == torch.float32
+    assert label_smoothed_cross_entropy(logits.float(), targets, 0.1).dtype == torch.float32
 
-    with pytest.raises(CheckFailed, match="not implemented yet"):
-        C.check_label_smoothing(todo)
+
+def test_beam_step_fn_hook():
+    task, model = _trained_tiny()
+    src, tgt = task.test.tensors(task.src_vocab, task.tgt_vocab)
+    calls = []
+
+    def counting(scores, log_probs, finished):
+        calls.append(tuple(log_probs.shape[:2]))
+        return beam_step(scores, log_probs, finished)
+
+    default, default_score = beam_search(model, src, 6, beam_size=3)
+    hooked, hooked_score = beam_search(model, src, 6, beam_size=3, beam_step_fn=counting)
+    assert torch.equal(default, hooked) and torch.equal(default_score, hooked_score) and calls[0] == (40, 3)
+    assert torch.equal(exact_match(model, src, tgt, beam_size=3, beam_step_fn=beam_step),
+                       exact_match(model, src, tgt, beam_size=3))
+    greedy_calls = len(calls)
+    exact_match(model, src, tgt, beam_size=1, beam_step_fn=counting)  # beam_size 1: greedy, no beam step
+    assert len(calls) == greedy_calls
+    assert torch.equal(beam_search(model, src, 6, beam_size=1, beam_step_fn=beam_step)[0], greedy_decode(model, src, 6))
+
+
+def test_beam_step_fn_bad_input_gives_one_line_errors():
+    model = _model()
+    src = torch.tensor([[3, 4, 5]])
+    with pytest.raises(TypeError, match=r"^beam_search: beam_step_fn must be a function"):
+        beam_search(model, src, 4, beam_size=2, beam_step_fn=object())
+    with pytest.raises(TypeError, match=r"^exact_match: beam_step_fn must be a function"):
+        exact_match(model, src, src, beam_size=2, beam_step_fn=1)
+
+    def float_parent(scores, log_probs, finished):
+        new, parent, token = beam_step(scores, log_probs, finished)
+        return new, parent.float(), token
+
+    for bad, got in [(float_parent, r"torch\.float32"), (lambda s, lp, f: beam_step(s, lp, f)[:2], r"got \(\(1, 2\)"),
+                     (lambda s, lp, f: None, r"got \(NoneType\)")]:
+        with pytest.raises(ValueError, match=r"^beam_search: beam_step_fn must return \(new_scores float \(1, 2\), "
+                                             r"parent int64 \(1, 2\), token int64 \(1, 2\)\)") as info:
+            beam_search(model, src, 4, beam_size=2, beam_step_fn=bad)
+        assert "\n" not in str(info.value) and re.search(got, str(info.value)), str(info.value)

@@ -1,12 +1,9 @@
 import math
-import re
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from amla.checks import CheckFailed
-from amla.checks import gpt as G
 from amla.transformers.gpt import GPT, GPTConfig, KVCache, flops_per_token, generate, sample_next, top_p_probs
 
 
@@ -138,17 +135,63 @@ def test_flops_per_token():
     assert flops_per_token(c, 10_000_000) == 6e7 + 12 * 6 * 256 * 384
 
 
-def test_top_p_check_names_each_mistake(capsys):
-    G.check_top_p(top_p_probs)
-    assert "top_p_probs passed" in capsys.readouterr().out
-    for mistake in G._TOP_P_MISTAKES:
-        with pytest.raises(CheckFailed, match="looks like " + re.escape(mistake.description[:25])):
-            G.check_top_p(mistake.fn)
+# --- the hook: sample_next and generate draw from the nucleus that top_p_fn computes -------------------------
 
 
-def test_checks_do_not_move_the_global_rng():
-    torch.manual_seed(3)
-    before = torch.random.get_rng_state()
-    G.check_top_p(top_p_probs)
-    G.check_merge_pair(G.merge_pair)
-    assert torch.equal(before, torch.random.get_rng_state())
+def _student_top_p(logits, p, temperature=1.0):  # written differently: mask the logits, softmax again
+    logits = logits / temperature
+    s, order = logits.sort(dim=-1, descending=True)
+    sorted_probs = s.softmax(-1)
+    drop = sorted_probs.cumsum(-1) - sorted_probs >= p
+    return logits.masked_fill(drop.scatter(-1, order, drop), float("-inf")).softmax(-1)
+
+
+def test_sample_next_with_the_package_top_p_through_the_hook_draws_the_same_tokens():
+    logits = torch.randn(64, 11, generator=torch.Generator().manual_seed(0)) * 2
+    for kwargs in [dict(top_p=0.9), dict(top_p=0.5, temperature=0.7), dict(top_p=0.8, top_k=4), dict(top_p=1.0)]:
+        draws = [sample_next(logits, generator=torch.Generator().manual_seed(1), top_p_fn=fn, **kwargs)
+                 for fn in (None, top_p_probs, _student_top_p)]
+        assert torch.equal(draws[0], draws[1]) and torch.equal(draws[0], draws[2]), kwargs
+
+
+def test_generate_with_the_package_top_p_through_the_hook_gives_the_same_tokens():
+    m = _model()
+    prompt = torch.randint(0, 11, (2, 3), generator=torch.Generator().manual_seed(2))
+    outs = [generate(m, prompt, 10, temperature=0.8, top_p=0.9, generator=torch.Generator().manual_seed(3),
+                     use_cache=cache, top_p_fn=fn)
+            for cache in (True, False) for fn in (None, top_p_probs, _student_top_p)]
+    assert all(torch.equal(outs[0], o) for o in outs[1:])
+
+
+def test_the_top_p_hook_is_used_only_for_top_p_and_gets_tempered_logits():
+    seen = []
+
+    def spy(logits, p, temperature=1.0):
+        seen.append((logits.clone(), p, temperature))
+        return top_p_probs(logits, p, temperature)
+
+    logits = torch.tensor([[0.0, 3.0, 1.0, 2.0]])
+    sample_next(logits, temperature=0.5, top_p_fn=spy)  # no top_p: a plain softmax
+    sample_next(logits, temperature=0.0, top_p=0.9, top_p_fn=spy)  # greedy
+    assert seen == []
+    sample_next(logits, temperature=0.5, top_p=0.9, top_p_fn=spy)
+    (got, p, temperature), = seen
+    assert torch.equal(got, logits / 0.5) and p == 0.9 and temperature == 1.0
+    generate(_model(), torch.zeros(1, 1, dtype=torch.long), 4, top_p=0.9, top_p_fn=spy)
+    assert len(seen) == 1 + 4
+
+
+def test_the_top_p_hook_bad_input_gives_one_line_errors():
+    logits = torch.tensor([[0.0, 3.0, 1.0, 2.0]])
+    with pytest.raises(TypeError, match=r"^sample_next: top_p_fn must be a function like top_p_probs\(logits, p, "
+                                        r"temperature\) -> probs, got float$"):
+        sample_next(logits, top_p=0.9, top_p_fn=0.9)
+    with pytest.raises(TypeError, match=r"^generate: top_p_fn must be a function"):
+        generate(_model(), torch.zeros(1, 1, dtype=torch.long), 2, top_p=0.9, top_p_fn="top_p_probs")
+    with pytest.raises(ValueError, match=r"^top_p must be in \(0, 1\], got 1.5$"):
+        sample_next(logits, top_p=1.5, top_p_fn=_student_top_p)
+    with pytest.raises(ValueError, match=r"^sample_next: top_p_fn must return probabilities of shape \(1, 4\), got "
+                                         r"shape \(4,\)$"):
+        sample_next(logits, top_p=0.9, top_p_fn=lambda logits, p, t=1.0: top_p_probs(logits, p, t)[0])
+    with pytest.raises(ValueError, match=r"^sample_next: top_p_fn must return probabilities of shape \(1, 4\), got list$"):
+        sample_next(logits, top_p=0.9, top_p_fn=lambda logits, p, t=1.0: top_p_probs(logits, p, t).tolist())

@@ -13,7 +13,11 @@ from amla.transformers.nn import (
     SinusoidalPositionalEncoding,
     TransformerBlock,
     TransformerEncoder,
+    TransformerFunctions,
+    block_forward,
     merge_heads,
+    mha_forward,
+    sinusoidal_table,
     split_heads,
 )
 
@@ -273,6 +277,189 @@ def test_feed_forward_shape():
     (lambda: TransformerEncoder(5, 8, 2, 1, 16, 6, pos="alibi"), "pos must be"),
 ])
 def test_bad_input_gives_one_line_errors(call, match):
+    with pytest.raises((ValueError, TypeError), match=match) as info:
+        call()
+    assert "\n" not in str(info.value)
+
+
+# --- hooks: the student's functions (Hour 04) plug in; the package's own references change nothing ---------
+
+REFERENCES = TransformerFunctions(mha_forward=mha_forward, block_forward=block_forward,
+                                  sinusoidal_encoding=sinusoidal_table)
+
+
+def _twins(make, **hooks):
+    """The same module twice (same weights): as the package builds it, and with ``hooks``."""
+    torch.manual_seed(0)
+    plain = make().eval()
+    hooked = make(**hooks).eval()
+    hooked.load_state_dict(plain.state_dict())
+    return plain, hooked
+
+
+def _grads(module, *leaves):
+    return [t.grad for t in leaves] + [p.grad for p in module.parameters()]
+
+
+def _close(got, expected):
+    scale = max(1.0, expected.abs().max().item()) if expected.dtype == torch.float32 else 1.0
+    torch.testing.assert_close(got, expected, atol=1e-6 * scale, rtol=0)
+
+
+def _same_outputs_and_gradients(plain, hooked, call, inputs):
+    """``call(module, *inputs)`` returns a tuple of tensors (None allowed); outputs and the gradients of a fixed
+    random projection of them agree to 1e-6; in float32 to 1e-6 of the largest entry of each tensor (float32
+    rounding: the fused kernel of the default path sums in another order than the explicit softmax)."""
+    results = []
+    for module in (plain, hooked):
+        leaves = [t.detach().clone().requires_grad_(t.is_floating_point()) for t in inputs]
+        outs = call(module, *leaves)
+        g = torch.Generator().manual_seed(5)
+        loss = sum((o * torch.randn(o.shape, generator=g, dtype=o.dtype)).sum() for o in outs if o is not None)
+        loss.backward()
+        results.append((outs, _grads(module, *[t for t in leaves if t.is_floating_point()])))
+    (outs_a, grads_a), (outs_b, grads_b) = results
+    assert len(outs_a) == len(outs_b)
+    for a, b in zip(outs_a, outs_b):
+        assert (a is None) == (b is None)
+        if a is not None:
+            _close(b, a)
+    for a, b in zip(grads_a, grads_b):
+        assert (a is None) == (b is None)
+        if a is not None:
+            _close(b, a)
+
+
+_MHA_CALLS = {
+    "self, no mask": lambda m, x, z: m(x),
+    "self, 3-D padding mask, weights": lambda m, x, z: m(x, mask=padding_mask([5, 3], 5), need_weights=True),
+    "self, is_causal": lambda m, x, z: m(x, is_causal=True),
+    "self, is_causal and padding, weights": lambda m, x, z: m(x, mask=padding_mask([5, 2], 5)[:, None],
+                                                              is_causal=True, need_weights=True),
+    "cross, padding mask": lambda m, x, z: m(x, z, padding_mask([7, 4], 7)[:, None]),
+    "cross, weights": lambda m, x, z: m(x, z, need_weights=True),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("call", list(_MHA_CALLS), ids=str)
+def test_mha_through_the_reference_mha_forward_equals_the_default_path(call, dtype):
+    plain, hooked = _twins(lambda **h: MultiHeadAttention(12, 3, **h).to(dtype), mha_forward=mha_forward)
+    g = torch.Generator().manual_seed(1)
+    x, z = torch.randn(2, 5, 12, generator=g, dtype=dtype), torch.randn(2, 7, 12, generator=g, dtype=dtype)
+    _same_outputs_and_gradients(plain, hooked, lambda m, x, z: _MHA_CALLS[call](m, x, z), (x, z))
+
+
+@pytest.mark.parametrize("norm_first", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kwargs", [dict(), dict(mask="padding"), dict(is_causal=True), dict(need_weights=True),
+                                    dict(mask="padding", is_causal=True, need_weights=True)], ids=str)
+def test_block_through_the_reference_functions_equals_the_default_path(kwargs, dtype, norm_first):
+    plain, hooked = _twins(lambda **h: TransformerBlock(8, 2, 16, norm_first=norm_first, **h).to(dtype),
+                           block_forward=block_forward, mha_forward=mha_forward)
+    kwargs = dict(kwargs)
+    if kwargs.get("mask") == "padding":
+        kwargs["mask"] = padding_mask([5, 3], 5)
+    x = torch.randn(2, 5, 8, generator=torch.Generator().manual_seed(2), dtype=dtype)
+    _same_outputs_and_gradients(plain, hooked, lambda m, x: m(x, **kwargs)[:2], (x,))
+
+
+def test_sinusoidal_encoding_through_the_reference_table_is_the_same_buffer():
+    plain = SinusoidalPositionalEncoding(16, 40)
+    hooked = SinusoidalPositionalEncoding(16, 40, sinusoidal_encoding=sinusoidal_table)
+    assert torch.equal(plain.pe, hooked.pe) and hooked.pe.dtype == torch.float32
+    assert not list(hooked.parameters()) and "pe" not in hooked.state_dict()
+
+
+@pytest.mark.parametrize("pos", ["sinusoidal", "learned", "none"])
+@pytest.mark.parametrize("norm_first", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_encoder_through_the_reference_functions_equals_the_default_path(pos, norm_first, dtype):
+    functions = REFERENCES if pos == "sinusoidal" else TransformerFunctions(mha_forward, block_forward)
+    plain, hooked = _twins(lambda **h: TransformerEncoder(11, 16, 4, 2, 32, 10, norm_first=norm_first, pos=pos,
+                                                          **h).to(dtype), functions=functions)
+    tokens = torch.randint(0, 11, (3, 7), generator=torch.Generator().manual_seed(3))
+    mask = padding_mask([7, 5, 2], 7)
+    _same_outputs_and_gradients(plain, hooked, lambda m, t: m(t, mask, need_weights=True), (tokens,))
+    _same_outputs_and_gradients(plain, hooked, lambda m, t: m(t)[:1], (tokens,))
+
+
+def test_the_hooks_default_to_none_and_the_given_functions_are_the_ones_that_run():
+    enc = TransformerEncoder(11, 16, 4, 2, 32, 10)
+    assert all(b.block_forward is None and b.self_attn.mha_forward is None for b in enc.blocks)
+    calls = {"mha": [], "block": [], "table": []}
+
+    def my_mha(mha, x, kv=None, mask=None):
+        calls["mha"].append((kv, mask))
+        return mha_forward(mha, x, kv, mask)
+
+    def my_block(block, x, mask=None):
+        calls["block"].append(mask)
+        return block_forward(block, x, mask)
+
+    def my_table(max_len, d_model):
+        calls["table"].append((max_len, d_model))
+        return sinusoidal_table(max_len, d_model)
+
+    enc = TransformerEncoder(11, 16, 4, 2, 32, 10, functions=TransformerFunctions(my_mha, my_block, my_table)).eval()
+    assert calls["table"] == [(10, 16)]
+    enc(torch.randint(0, 11, (2, 6)))
+    assert len(calls["block"]) == 2 and len(calls["mha"]) == 2 and all(m is None for m in calls["block"])
+    block = TransformerBlock(8, 2, 16, block_forward=my_block, mha_forward=my_mha).eval()
+    block(torch.randn(2, 4, 8), is_causal=True)
+    mask = calls["block"][-1]
+    assert mask.dtype == torch.bool and torch.equal(mask, causal_mask(4))  # is_causal reaches it as a bool mask
+    MultiHeadAttention(8, 2, mha_forward=my_mha)(torch.randn(2, 4, 8), mask=padding_mask([4, 2], 4), is_causal=True)
+    kv, mask = calls["mha"][-1]
+    assert kv is None and mask.dtype == torch.bool and mask.shape == (2, 1, 4, 4)  # 3-D padding & causal, per head
+    assert torch.equal(mask[1, 0], causal_mask(4) & torch.tensor([True, True, False, False]))
+
+
+def test_head_ablation_works_on_attention_through_mha_forward():
+    from amla.transformers.ablation import heads_removed
+
+    plain, hooked = _twins(lambda **h: MultiHeadAttention(8, 2, **h), mha_forward=mha_forward)
+    x = torch.randn(2, 4, 8)
+    with heads_removed(plain.out_proj, [1], n_heads=2), heads_removed(hooked.out_proj, [1], n_heads=2):
+        torch.testing.assert_close(hooked(x)[0], plain(x)[0], atol=1e-6, rtol=0)
+        assert not torch.allclose(hooked(x)[0], MultiHeadAttention(8, 2).eval().requires_grad_(False)(x)[0])
+
+
+def _returns_wrong_shape(block, x, mask=None):
+    return x[:, :1]
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: MultiHeadAttention(8, 2, mha_forward=mha_forward)(torch.randn(2, 3, 8), rope=RotaryEmbedding(4, 8)),
+     "mha_forward knows no rope"),
+    (lambda: MultiHeadAttention(8, 2, 0.1, mha_forward=mha_forward).train()(torch.randn(2, 3, 8)),
+     r"applies no attention dropout, but dropout=0\.1 and the module is training"),
+    (lambda: MultiHeadAttention(8, 2, mha_forward=mha_forward)(torch.randn(2, 3, 8), mask=torch.zeros(3, 3)),
+     "mha_forward takes bool masks"),
+    (lambda: MultiHeadAttention(8, 2, mha_forward=lambda m, x, kv, mask: (x[:, :1], None))(torch.randn(2, 3, 8)),
+     r"mha_forward must return \(out \(2, 3, 8\), weights\), got out \(2, 1, 8\)"),
+    (lambda: MultiHeadAttention(8, 2, mha_forward="mine"), "mha_forward must be a function or None, got str"),
+    (lambda: TransformerBlock(8, 2, 16, cross_attention=True, block_forward=block_forward),
+     "block_forward knows no cross-attention"),
+    (lambda: TransformerBlock(8, 2, 16, block_forward=block_forward)(torch.randn(2, 3, 8), rope=RotaryEmbedding(4, 8)),
+     "block_forward knows no rope"),
+    (lambda: TransformerBlock(8, 2, 16, 0.1, block_forward=block_forward).train()(torch.randn(2, 3, 8)),
+     r"block_forward applies no dropout, but dropout=0\.1"),
+    (lambda: TransformerBlock(8, 2, 16, block_forward=block_forward)(torch.randn(2, 3, 8), memory=torch.randn(2, 4, 8)),
+     "no cross-attention"),
+    (lambda: TransformerBlock(8, 2, 16, block_forward=_returns_wrong_shape)(torch.randn(2, 3, 8)),
+     r"block_forward must return x \(2, 3, 8\), got \(2, 1, 8\)"),
+    (lambda: SinusoidalPositionalEncoding(8, 10, sinusoidal_encoding=lambda n, d: torch.zeros(d, n)),
+     r"must return a float tensor \[10, 8\], got \(8, 10\)"),
+    (lambda: TransformerEncoder(5, 8, 2, 1, 16, 6, pos="rope", functions=TransformerFunctions(mha_forward)),
+     "know no rope"),
+    (lambda: TransformerEncoder(5, 8, 2, 1, 16, 6, pos="learned",
+                                functions=TransformerFunctions(sinusoidal_encoding=sinusoidal_table)),
+     "sinusoidal_encoding is given but pos='learned'"),
+    (lambda: TransformerEncoder(5, 8, 2, 1, 16, 6, functions=dict(mha_forward=mha_forward)),
+     "functions must be a TransformerFunctions or None, got dict"),
+])
+def test_hooks_refuse_what_the_students_functions_cannot_do_in_one_line(call, match):
     with pytest.raises((ValueError, TypeError), match=match) as info:
         call()
     assert "\n" not in str(info.value)

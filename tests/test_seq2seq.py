@@ -1,4 +1,5 @@
-"""Hour 03: the date task, the GRU encoder-decoder with additive attention, greedy decoding, the checks."""
+"""Hour 03: the date task, the GRU encoder-decoder with additive attention, greedy decoding, the hooks that run the
+model on a student's attention and loss. (The checks of the exercises: tests/test_checks_seq2seq.py.)"""
 
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ import torch
 import torch.nn.functional as F
 
 import amla
-from amla.checks import CheckFailed
-from amla.checks import seq2seq as C
 from amla.transformers.seq2seq import (
     AdditiveAttention,
     AttentionDecoder,
@@ -333,105 +332,80 @@ def test_monotone_fraction():
         monotone_fraction(stay, [(0, 3)])
 
 
-# --- the checks name each mistake -----------------------------------------------------------------
+# --- the hooks: the model runs on a student's attention and loss --------------------------------------------
 
 
-def _solutions():
-    def additive(query, keys, W_q, W_k, v, mask):  # noqa: N803
-        scores = torch.tanh((query @ W_q).unsqueeze(1) + keys @ W_k) @ v
-        weights = scores.masked_fill(~mask, -1e9).softmax(-1)  # a large negative number is fine too
-        return torch.einsum("bs,bsd->bd", weights, keys), weights
+def _counting(fn):
+    calls = []
 
-    def forcing(decoder, state, memory, targets):
-        prev = torch.full((targets.shape[0],), BOS_ID)
-        logits = []
-        for t in range(targets.shape[1]):
-            out, state, _ = decoder.step(prev, state, memory)
-            logits.append(out)
-            prev = targets[:, t]
-        logits = torch.stack(logits, 1)
-        keep = targets != PAD_ID
-        return F.cross_entropy(logits[keep], targets[keep])
+    def counted(*args):
+        calls.append(len(args))
+        return fn(*args)
 
-    def monotone(weights, groups):
-        where = weights.argmax(-1)
-        pairs = [(a, b) for g in groups for a, b in zip(g[:-1], g[1:])]
-        return sum(float((where[:, b] >= where[:, a]).float().sum()) for a, b in pairs) / (len(pairs) * len(weights))
-
-    return additive, forcing, monotone
+    return counted, calls
 
 
-def test_correct_solutions_pass_and_keep_the_global_rng(capsys):
-    additive, forcing, monotone = _solutions()
-    state = torch.random.get_rng_state()
-    C.check_additive_attention(additive)
-    C.check_teacher_forcing(forcing)
-    C.check_monotone_fraction(monotone)
-    C.check_additive_attention(additive_attention)
-    C.check_teacher_forcing(teacher_forcing_loss)
-    C.check_monotone_fraction(monotone_fraction)
-    assert torch.equal(state, torch.random.get_rng_state())
-    assert capsys.readouterr().out.count("passed") == 6
+def test_attention_fn_with_the_package_attention_gives_the_default_model():
+    src = torch.tensor([[3, 4, 5, 6, 7], [5, 6, 0, 0, 0], [7, 8, 3, 0, 0]])
+    tgt = torch.tensor([[3, 4, 2, 0], [5, 6, 4, 2], [2, 0, 0, 0]])
+    default = _model()
+    counted, calls = _counting(additive_attention)
+    torch.manual_seed(0)
+    hooked = Seq2Seq.build(9, 7, emb_dim=4, hidden=6, attn_dim=5, attention_fn=counted)
+    assert default.decoder.attention.attention_fn is None and hooked.decoder.attention.attention_fn is counted
+    assert default.state_dict().keys() == hooked.state_dict().keys()
+    assert all(torch.equal(a, b) for a, b in zip(default.state_dict().values(), hooked.state_dict().values()))
+    torch.testing.assert_close(hooked(src, tgt), default(src, tgt), atol=1e-6, rtol=0)
+    assert len(calls) == tgt.shape[1] and set(calls) == {6}  # one call per step, with (query, keys, W_q, W_k, v, mask)
+    losses = [seq2seq_loss(m, (src, tgt)) for m in (default, hooked)]
+    torch.testing.assert_close(losses[1], losses[0], atol=1e-6, rtol=0)
+    for loss in losses:
+        loss.backward()
+    for (name, a), b in zip(default.named_parameters(), hooked.parameters()):
+        torch.testing.assert_close(b.grad, a.grad, atol=1e-6, rtol=0, msg=name)
+    _, memory = hooked.encode(src)
+    assert memory.keys is None  # the hooked attention projects the keys itself
+    assert default.encode(src)[1].keys.shape == (3, 5, 5)
+    tokens, weights = greedy_decode(default, src, max_len=4)
+    hooked_tokens, hooked_weights = greedy_decode(hooked, src, max_len=4)
+    assert torch.equal(hooked_tokens, tokens)
+    torch.testing.assert_close(hooked_weights, weights, atol=1e-6, rtol=0)
+    torch.testing.assert_close(alignments(hooked, src, tgt), alignments(default, src, tgt), atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize(
-    "variant, phrase",
-    [
-        (dict(softmax_dim=0), "softmax runs over the batch axis"),
-        (dict(tanh=False), "tanh is missing"),
-        (dict(use_v=False), "v is missing"),
-        (dict(mask="none"), "padding mask is not applied"),
-        (dict(mask="after"), "mask is applied after the softmax"),
-        (dict(mask="zero"), "set to 0 instead of -inf"),
-        (dict(mask="inverted"), "mask is inverted"),
-        (dict(context_from="projected"), "weighted sum of the projected keys"),
-        (dict(context_from="raw_scores"), "computed from the scores instead of the softmax weights"),
-        (dict(context_from="masked_scores"), "computed from the scores instead of the softmax weights"),
-    ],
-)
-def test_attention_check_names_the_mistake(variant, phrase):
-    with pytest.raises(CheckFailed, match=phrase):
-        C.check_additive_attention(C._attention_variant(**variant))
+def test_attention_fn_is_what_the_model_runs_on():
+    def uniform(query, keys, W_q, W_k, v, mask):  # a different attention: the model must follow it
+        weights = mask.float() / mask.sum(1, keepdim=True)
+        return (weights.unsqueeze(1) @ keys).squeeze(1), weights
+
+    torch.manual_seed(0)
+    model = Seq2Seq.build(9, 7, emb_dim=4, hidden=6, attn_dim=5, attention_fn=uniform)
+    src = torch.tensor([[3, 4, 5, 6], [5, 6, 0, 0]])
+    _, weights = greedy_decode(model, src, max_len=3)
+    torch.testing.assert_close(weights, (src != PAD_ID).float()[:, None].expand_as(weights) / torch.tensor([[[4.0]], [[2.0]]]))
+    module = AdditiveAttention(5, 4, 7, attention_fn=additive_attention)
+    query, keys, _, _, _, mask = _attention_args()
+    got = module(query, keys)  # no mask given: every position is real
+    torch.testing.assert_close(got[1].sum(-1), torch.ones(3))
 
 
-@pytest.mark.parametrize(
-    "variant, phrase",
-    [
-        (dict(feed="own"), "the model's own prediction"),
-        (dict(shift="none"), "inputs are not shifted"),
-        (dict(shift="drop_first"), "as if they began with <bos>"),
-        (dict(shift="next"), "off-by-one between predictions and labels"),
-        (dict(carry_state=False), "state is not carried"),
-        (dict(pad=True), "padding is counted in the loss"),
-        (dict(reduce="sum_steps"), "sum over time steps"),
-    ],
-)
-def test_teacher_forcing_check_names_the_mistake(variant, phrase):
-    with pytest.raises(CheckFailed, match=phrase):
-        C.check_teacher_forcing(C._teacher_forcing_variant(**variant))
+def test_attention_fn_rejects_bad_input_in_one_line():
+    with pytest.raises(ValueError, match="attention_fn is given but attention=False"):
+        Seq2Seq.build(9, 7, attention=False, attention_fn=additive_attention)
+    with pytest.raises(TypeError, match="attention_fn must be a function") as err:
+        AdditiveAttention(5, 4, 7, attention_fn="additive")
+    assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize(
-    "variant, phrase",
-    [
-        (dict(axis=1), "argmax runs over the output steps"),
-        (dict(strict=True), "staying on the same input position counts as a step back"),
-        (dict(across_groups=True), "pairs between groups are counted"),
-        (dict(compare_weights=True), "largest weights are compared"),
-    ],
-)
-def test_monotone_check_names_the_mistake(variant, phrase):
-    with pytest.raises(CheckFailed, match=phrase):
-        C.check_monotone_fraction(C._monotone_variant(**variant))
+def test_a_loss_fn_written_with_teacher_forcing_loss_is_seq2seq_loss():
+    """The notebook trains with its own loss_fn around the student's teacher_forcing_loss; with the package's, it
+    is the package's seq2seq_loss."""
 
+    def loss_fn(model, batch):
+        src, tgt = batch
+        state, memory = model.encode(src)
+        return teacher_forcing_loss(model.decoder, state, memory, tgt)
 
-def test_checks_say_not_implemented_and_reject_wrong_results():
-    def todo(*args):
-        raise NotImplementedError
-
-    for check in (C.check_additive_attention, C.check_teacher_forcing, C.check_monotone_fraction):
-        with pytest.raises(CheckFailed, match="not implemented yet"):
-            check(todo)
-    additive, _, _ = _solutions()
-    with pytest.raises(CheckFailed, match="differs from the reference"):
-        C.check_additive_attention(lambda *args: (additive(*args)[0] * 1.1, additive(*args)[1]))
+    model = _model()
+    batch = (torch.tensor([[3, 4, 5, 6], [5, 6, 0, 0]]), torch.tensor([[3, 4, 2], [5, 2, 0]]))
+    assert torch.equal(loss_fn(model, batch), seq2seq_loss(model, batch))

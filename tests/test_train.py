@@ -204,3 +204,76 @@ def test_eval_batches_chunks_in_eval_mode_and_restores_the_mode():
     for _ in eval_batches(model, (a,), 2):
         break  # leaving early still restores the mode (once the generator is closed)
     assert model.training
+
+
+# --- the hooks through which Hour 01's exercises train the model (step_fn, lr_fn) ------------------------
+
+
+def _float_step(model, micro_batches, optimizer, scaler, dtype, max_norm):
+    """The package step with the exercise's signature and return type (the loss, a float)."""
+    return train_step(model, micro_batches, optimizer, scaler, dtype, max_norm)[0]
+
+
+def _lr_at(step, max_lr, warmup, total, min_lr):
+    return warmup_cosine(step, max_lr, warmup, total, min_lr)
+
+
+@pytest.mark.parametrize("grad_clip", [1.0, None])
+def test_the_package_functions_through_the_hooks_give_a_bit_identical_run(grad_clip):
+    x, y = _data()
+    plain = Trainer(_model(), (x, y), _cfg(grad_clip=grad_clip), device="cpu")
+    plain.fit()
+    hooked = Trainer(_model(), (x, y), _cfg(grad_clip=grad_clip), step_fn=_float_step, lr_fn=_lr_at, device="cpu")
+    hooked.fit()
+    assert _same(plain.model, hooked.model)
+    for key in ("loss", "lr"):
+        assert [r[key] for r in plain.history.train] == [r[key] for r in hooked.history.train]
+    assert "grad_norm" not in hooked.history.train[0]  # a plain float says nothing about the norm: none is made up
+    tupled = Trainer(_model(), (x, y), _cfg(grad_clip=grad_clip), step_fn=train_step, device="cpu")
+    tupled.fit()  # a step returning (loss, grad_norm) keeps the norm in the history
+    assert [r["grad_norm"] for r in plain.history.train] == [r["grad_norm"] for r in tupled.history.train]
+
+
+def test_the_hooks_are_the_functions_that_train():
+    x, y = _data()
+    calls = []
+
+    def counting_step(*args):
+        calls.append(len(args[1]))
+        return _float_step(*args)
+
+    trainer = Trainer(_model(), (x, y), _cfg(max_steps=6, lr=1e-2), step_fn=counting_step,
+                      lr_fn=lambda step, max_lr, warmup, total, min_lr: max_lr / (step + 1), device="cpu")
+    trainer.fit()
+    assert calls == [2] * 6  # grad_accum=2 micro-batches per call
+    assert [r["lr"] for r in trainer.history.train] == pytest.approx([1e-2 / (s + 1) for s in range(6)])
+
+
+def test_resume_stays_exact_with_the_hooks(tmp_path):
+    x, y = _data()
+    hooks = dict(step_fn=_float_step, lr_fn=_lr_at, device="cpu")
+    whole = Trainer(_model(), (x, y), _cfg(), **hooks)
+    whole.fit()
+    path = str(tmp_path / "hooked.pt")
+
+    class Crash(amla.Callback):
+        def on_step_end(self, trainer, record):
+            trainer.should_stop = trainer.step == 13
+
+    Trainer(_model(), (x, y), _cfg(checkpoint_path=path), callbacks=[Crash()], **hooks).fit()
+    torch.manual_seed(12345)
+    resumed = Trainer(_model(seed=7), (x, y), _cfg(checkpoint_path=path), **hooks).load(path)
+    resumed.fit()
+    assert _same(whole.model, resumed.model)
+    assert [r["loss"] for r in whole.history.train] == [r["loss"] for r in resumed.history.train]
+
+
+def test_the_hooks_refuse_bad_combinations_in_one_line():
+    x, y = _data()
+    with pytest.raises(ValueError, match=r"^pass step_fn or loss_fn, not both: step_fn computes the cross-entropy itself$"):
+        Trainer(_model(), (x, y), _cfg(), step_fn=_float_step, loss_fn=lambda m, b: m(b[0]).sum(), device="cpu")
+    with pytest.raises(TypeError, match=r"^lr_fn must return the learning rate as a Python float, got Tensor$"):
+        Trainer(_model(), (x, y), _cfg(), lr_fn=lambda s, *a: torch.tensor(1e-3), device="cpu")
+    graph_loss = Trainer(_model(), (x, y), _cfg(), step_fn=lambda *a: torch.tensor(_float_step(*a)), device="cpu")
+    with pytest.raises(TypeError, match=r"^step_fn must return the loss as a Python float, got Tensor$"):
+        graph_loss.fit()

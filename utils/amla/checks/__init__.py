@@ -19,4 +19,4 @@ __all__ = ["Case", "CheckFailed", "Mistake", "Property", "Spec", "exercises", "s
 
 _TOPICS = ("toolkit", "attention", "seq2seq", "transformer", "encoder_decoder", "gpt")
 
-__getattr__ = lazy_submodules(__name__, (*_TOPICS, "contract", "core", "engine", "values"))
+__getattr__ = lazy_submodules(__name__, (*_TOPICS, "contract", "engine", "values"))

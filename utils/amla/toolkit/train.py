@@ -9,6 +9,9 @@ Around it: a deterministic batch order (batch ``m`` is a function of the seed an
 resumed run sees exactly the batches an uninterrupted one would), evaluation, history, throughput,
 ``tqdm.auto`` progress, callbacks (the live dashboard is one), atomic checkpoints that resume exactly,
 and Ctrl-C that stops cleanly after the step in progress.
+
+Hour 01's exercises plug in: ``Trainer(..., step_fn=train_step, lr_fn=lr_at)`` trains with the student's step
+and schedule (same signatures as ``train_step`` and ``warmup_cosine`` below, the step without ``loss_fn``).
 """
 
 from __future__ import annotations
@@ -136,7 +139,7 @@ class History:
         return [s for s, _ in pairs], [v for _, v in pairs]
 
     def last(self, key: str) -> float:
-        steps, values = self.series(key)
+        values = self.series(key)[1]
         if not values:
             raise KeyError(f"history has no {key!r} yet")
         return values[-1]
@@ -236,6 +239,8 @@ class Trainer:
 
     ``loss_fn(model, batch) -> loss`` defaults to cross-entropy of ``model(x)`` against ``y``.
     ``eval_fn(model) -> {"val_loss": ..., "val_acc": ...}`` runs under ``torch.no_grad`` in eval mode.
+    ``step_fn`` replaces ``train_step`` (it returns the loss, or (loss, grad_norm); a plain loss leaves grad_norm out
+    of the history) and computes the cross-entropy itself; ``lr_fn`` replaces ``warmup_cosine``.
     """
 
     def __init__(
@@ -245,22 +250,28 @@ class Trainer:
         config: TrainConfig | None = None,
         *,
         loss_fn: Callable[[nn.Module, Batch], torch.Tensor] = default_loss,
+        step_fn: Callable[..., float | tuple[float, float]] | None = None,
+        lr_fn: Callable[[int, float, int, int, float], float] | None = None,
         eval_fn: Callable[[nn.Module], dict[str, float]] | None = None,
         optimizer: torch.optim.Optimizer | None = None,
         callbacks: Sequence[Callback] = (),
         device: torch.device | str | None = None,
         collate_fn: Callable[[list[Any]], Batch] | None = None,
     ):
-        self.config = config or TrainConfig()
-        c = self.config
+        self.config = c = config or TrainConfig()
+        if step_fn is not None and loss_fn is not default_loss:
+            raise ValueError("pass step_fn or loss_fn, not both: step_fn computes the cross-entropy itself")
         self.device = torch.device(device) if device is not None else pick_device()
         self.model = model.to(self.device)
-        self.loss_fn, self.eval_fn, self.callbacks = loss_fn, eval_fn, list(callbacks)
+        self.loss_fn, self.step_fn, self.eval_fn, self.callbacks = loss_fn, step_fn, eval_fn, list(callbacks)
         self.batches = _Batches(train_data, c.batch_size, c.seed, collate_fn)
         self.optimizer = optimizer or self._adamw()
         self.min_lr = c.lr / 10 if c.min_lr is None else c.min_lr
+        lr_at = lr_fn or warmup_cosine
+        if not isinstance(first := lr_at(0, c.lr, c.warmup_steps, c.max_steps, self.min_lr), (int, float)):
+            raise TypeError(f"lr_fn must return the learning rate as a Python float, got {type(first).__name__}")
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: warmup_cosine(s, c.lr, c.warmup_steps, c.max_steps, self.min_lr) / c.lr
+            self.optimizer, lambda s: lr_at(s, c.lr, c.warmup_steps, c.max_steps, self.min_lr) / c.lr
         )
         self.dtype = autocast_dtype(self.device, c.precision)
         self.scaler = grad_scaler(self.device, self.dtype)
@@ -270,13 +281,10 @@ class Trainer:
         self._rng_at_stop: dict[str, Any] | None = None  # restored when fit() continues, so it continues exactly
 
     def _adamw(self) -> torch.optim.Optimizer:
-        c = self.config
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        decay = [p for p in params if p.dim() >= 2]
-        no_decay = [p for p in params if p.dim() < 2]
-        groups = [{"params": decay, "weight_decay": c.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        fused = self.device.type == "cuda"
-        return torch.optim.AdamW(groups, lr=c.lr, betas=c.betas, fused=fused)
+        c, params = self.config, [p for p in self.model.parameters() if p.requires_grad]
+        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": c.weight_decay},
+                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+        return torch.optim.AdamW(groups, lr=c.lr, betas=c.betas, fused=self.device.type == "cuda")
 
     def _to_device(self, batch: Batch) -> Batch:
         return tuple(t.to(self.device, non_blocking=True) if isinstance(t, torch.Tensor) else t for t in batch)
@@ -299,16 +307,22 @@ class Trainer:
         return metrics
 
     def _one_step(self) -> dict[str, float]:
-        c = self.config
-        t0 = time.perf_counter()
-        first = self.step * c.grad_accum
+        c, t0, first = self.config, time.perf_counter(), self.step * self.config.grad_accum
         micro = [self._to_device(self.batches(first + j)) for j in range(c.grad_accum)]
         lr = self.optimizer.param_groups[0]["lr"]
-        loss, norm = train_step(self.model, micro, self.optimizer, self.scaler, self.dtype, c.grad_clip, self.loss_fn)
+        if self.step_fn is None:
+            loss, norm = train_step(self.model, micro, self.optimizer, self.scaler, self.dtype, c.grad_clip, self.loss_fn)
+        else:
+            clip = math.inf if c.grad_clip is None else c.grad_clip  # the package's step reads None as no clipping
+            out = self.step_fn(self.model, micro, self.optimizer, self.scaler, self.dtype, clip)
+            loss, norm = out if isinstance(out, tuple) and len(out) == 2 else (out, None)
+            if not isinstance(loss, (int, float)):
+                raise TypeError(f"step_fn must return the loss as a Python float, got {type(loss).__name__}")
         self.scheduler.step()
         self.step += 1
         dt = max(time.perf_counter() - t0, 1e-9)
-        record = {"step": self.step, "loss": loss, "lr": lr, "grad_norm": norm, "samples_per_s": c.batch_size * c.grad_accum / dt}
+        record = {"step": self.step, "loss": loss, "lr": lr, **({} if norm is None else {"grad_norm": float(norm)}),
+                  "samples_per_s": c.batch_size * c.grad_accum / dt}
         x = micro[0][0]
         if isinstance(x, torch.Tensor) and not x.is_floating_point():
             record["tokens_per_s"] = x.numel() * c.grad_accum / dt  # integer inputs are token ids
@@ -361,25 +375,17 @@ class Trainer:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything an exact resume needs: weights, optimizer, schedule, scaler, step, history, RNG."""
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "step": self.step,
-            "history": self.history.state_dict(),
-            "rng": rng_state(),
-            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.config).items()},
-        }
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "step": self.step,
+                "history": self.history.state_dict(), "rng": rng_state(),
+                "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.config).items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         missing = {"model", "optimizer", "scheduler", "scaler", "step", "history", "rng"} - set(state)
         if missing:
             raise KeyError(f"checkpoint lacks {sorted(missing)}; was it written by Trainer.save?")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        for name in ("model", "optimizer", "scheduler", "scaler"):
+            getattr(self, name).load_state_dict(state[name])
         self.step = int(state["step"])
         self.history.load_state_dict(state["history"])
         set_rng_state(state["rng"])

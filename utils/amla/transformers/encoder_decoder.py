@@ -10,11 +10,15 @@
   ``loss_fn`` for ``amla.Trainer`` (teacher forcing).
 - Decoding: ``greedy_decode``, ``beam_step`` and ``beam_search`` (with length normalisation),
   ``exact_match``; ``cross_attention_maps`` for ``amla.views.AttentionViewer``.
+
+The exercises of Hour 05 plug in through explicit, optional parameters (the default is the function of this
+module): ``EncoderDecoder(..., decoder_mask_fn=...)`` (Exercise 5.1), ``translation_loss(..., loss=...)``
+(Exercise 5.2), ``beam_search(..., beam_step_fn=...)`` and ``exact_match(..., beam_step_fn=...)`` (Exercise 5.3).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
@@ -62,11 +66,33 @@ def decoder_mask(tgt_in: Tensor) -> Tensor:
     return causal_mask(t, device=tgt_in.device) & (tgt_in != PAD_ID)[:, None, None, :]
 
 
+MaskFn = Callable[[Tensor], Tensor]
+LossFn = Callable[[Tensor, Tensor, float], Tensor]
+BeamStepFn = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tensor]]
+
+
+def _callable(owner: str, name: str, fn: object, signature: str) -> None:
+    if fn is not None and not callable(fn):
+        raise TypeError(f"{owner}: {name} must be a function {signature} or None, got {type(fn).__name__}")
+
+
 def shift_right(tgt: Tensor) -> Tensor:
     """The decoder's input for teacher forcing: ``<bos>`` then the targets without their last token."""
     _ids("shift_right: tgt", tgt)
     bos = torch.full_like(tgt[:, :1], BOS_ID)
     return torch.cat([bos, tgt[:, :-1]], dim=1)
+
+
+def _checked_mask(mask_fn: MaskFn, tgt_in: Tensor) -> Tensor:
+    """``mask_fn(tgt_in)``, with a one-line error when it is not a bool ``[B, 1, T, T]`` on ``tgt_in``'s device."""
+    mask = mask_fn(tgt_in)
+    want = (tgt_in.shape[0], 1, tgt_in.shape[1], tgt_in.shape[1])
+    if not isinstance(mask, Tensor) or mask.dtype != torch.bool or tuple(mask.shape) != want \
+            or mask.device != tgt_in.device:
+        got = f"{shape_text(mask)} {mask.dtype} on {mask.device}" if isinstance(mask, Tensor) else shape_text(mask)
+        raise ValueError(f"EncoderDecoder.decode: decoder_mask_fn(tgt_in) must return a bool mask {want} "
+                         f"on {tgt_in.device}, got {got}")
+    return mask
 
 
 # --- the model --------------------------------------------------------------------------------------
@@ -76,15 +102,19 @@ class EncoderDecoder(nn.Module):
     """Encoder (``TransformerEncoder``) + decoder (causal self-attention, cross-attention, feed-forward) + output layer.
 
     Pre-norm blocks, a final LayerNorm on each side. Positions: ``"sinusoidal"`` or ``"learned"``
-    (added to the embeddings; the same kind on both sides).
+    (added to the embeddings; the same kind on both sides). ``decoder_mask_fn(tgt_in) -> bool [B, 1, T, T]``
+    builds the decoder's self-attention mask (default: ``decoder_mask``; Exercise 5.1 passes the student's).
     """
 
     def __init__(self, src_vocab: int, tgt_vocab: int, d_model: int = 64, n_heads: int = 4, n_layers: int = 2,
                  n_dec_layers: int | None = None, d_ff: int | None = None, dropout: float = 0.0,
-                 max_len: int = 128, pos: Literal["sinusoidal", "learned"] = "sinusoidal") -> None:
+                 max_len: int = 128, pos: Literal["sinusoidal", "learned"] = "sinusoidal",
+                 decoder_mask_fn: MaskFn | None = None) -> None:
         super().__init__()
         if pos not in ("sinusoidal", "learned"):
             raise ValueError(f"EncoderDecoder: pos must be 'sinusoidal' or 'learned', got {pos!r}")
+        _callable("EncoderDecoder", "decoder_mask_fn", decoder_mask_fn, "tgt_in [B, T] -> bool mask [B, 1, T, T]")
+        self.decoder_mask_fn: MaskFn = decoder_mask if decoder_mask_fn is None else decoder_mask_fn
         d_ff = 4 * d_model if d_ff is None else d_ff
         n_dec_layers = n_layers if n_dec_layers is None else n_dec_layers
         self.max_len = max_len
@@ -114,7 +144,7 @@ class EncoderDecoder(nn.Module):
         if tgt_in.shape[1] > self.max_len:
             raise ValueError(f"EncoderDecoder: target length {tgt_in.shape[1]} exceeds max_len={self.max_len}")
         x = self.drop(self.tgt_pos(self.tgt_embed(tgt_in)))
-        self_mask = decoder_mask(tgt_in)
+        self_mask = _checked_mask(self.decoder_mask_fn, tgt_in)  # causal + target padding, [B, 1, T, T]
         cross = []
         for block in self.decoder:
             x, _, w = block(x, self_mask, memory, src_mask, need_weights=need_weights)
@@ -134,15 +164,17 @@ class EncoderDecoder(nn.Module):
 def label_smoothed_cross_entropy(logits: Tensor, targets: Tensor, smoothing: float = 0.0,
                                  ignore_index: int = PAD_ID) -> Tensor:
     """Cross-entropy against ``(1 - eps) * one_hot(y) + eps / V`` (every one of the V classes gets ``eps / V``),
-    averaged over the positions whose target is not ``ignore_index``. Equals ``F.cross_entropy`` with
-    ``label_smoothing=eps``."""
+    averaged over the positions whose target is not ``ignore_index``: a 0-d tensor of the logits' dtype (float32
+    for half-precision logits). Equals ``F.cross_entropy`` with ``label_smoothing=eps`` and ``ignore_index``."""
     if not isinstance(logits, Tensor) or logits.dim() < 2 or not isinstance(targets, Tensor) or \
             logits.shape[:-1] != targets.shape:
         raise ValueError(f"label_smoothed_cross_entropy: logits [..., V] and targets [...] must agree, got "
                          f"{shape_text(logits)} and {shape_text(targets)}")
     if not 0.0 <= smoothing < 1.0:
         raise ValueError(f"label_smoothed_cross_entropy: smoothing must be in [0, 1), got {smoothing!r}")
-    logp = logits.float().log_softmax(dim=-1).reshape(-1, logits.shape[-1])
+    if logits.dtype in (torch.float16, torch.bfloat16):  # mixed precision: the loss is computed in float32
+        logits = logits.float()
+    logp = logits.log_softmax(dim=-1).reshape(-1, logits.shape[-1])
     y = targets.reshape(-1)
     keep = y != ignore_index
     nll = -logp.gather(1, y.clamp(min=0).unsqueeze(1)).squeeze(1)  # -log p(y)
@@ -151,10 +183,19 @@ def label_smoothed_cross_entropy(logits: Tensor, targets: Tensor, smoothing: flo
     return (per_token * keep).sum() / keep.sum().clamp(min=1)
 
 
-def translation_loss(model: EncoderDecoder, batch: Sequence[Tensor], smoothing: float = 0.0) -> Tensor:
-    """``loss_fn`` for ``amla.Trainer``: batches (src [B, S], tgt [B, T]), teacher forcing, label smoothing."""
+def translation_loss(model: EncoderDecoder, batch: Sequence[Tensor], smoothing: float = 0.0,
+                     loss: LossFn | None = None) -> Tensor:
+    """``loss_fn`` for ``amla.Trainer``: batches (src [B, S], tgt [B, T]), teacher forcing, label smoothing.
+
+    ``loss(logits [B, T, V], targets [B, T], smoothing) -> 0-d tensor`` (default: ``label_smoothed_cross_entropy``;
+    Exercise 5.2 passes the student's)."""
+    _callable("translation_loss", "loss", loss, "(logits, targets, smoothing) -> 0-d tensor")
     src, tgt = batch[0], batch[1]
-    return label_smoothed_cross_entropy(model(src, tgt), tgt, smoothing)
+    value = (label_smoothed_cross_entropy if loss is None else loss)(model(src, tgt), tgt, smoothing)
+    if not isinstance(value, Tensor) or value.dim() != 0:
+        raise ValueError(f"translation_loss: loss(logits, targets, smoothing) must return a 0-d tensor, got "
+                         f"{shape_text(value)}")
+    return value
 
 
 # --- decoding ---------------------------------------------------------------------------------------
@@ -205,19 +246,44 @@ def beam_step(scores: Tensor, log_probs: Tensor, finished: Tensor) -> tuple[Tens
     return new_scores, index // v, index % v
 
 
+_STEP_SIGNATURE = "(scores, log_probs, finished) -> (new_scores, parent, token)"
+
+
+def _checked_step(step: BeamStepFn, scores: Tensor, log_probs: Tensor, finished: Tensor
+                  ) -> tuple[Tensor, Tensor, Tensor]:
+    """``step(scores, log_probs, finished)``, with a one-line error when it does not return three [B, K] tensors
+    (new scores of the scores' dtype, parent and token as int64)."""
+    out = step(scores, log_probs, finished)
+    shape = tuple(scores.shape)
+    ok = isinstance(out, (tuple, list)) and len(out) == 3 and all(
+        isinstance(t, Tensor) and tuple(t.shape) == shape for t in out)
+    if ok:
+        ok = out[0].is_floating_point() and out[1].dtype == torch.int64 and out[2].dtype == torch.int64
+    if not ok:
+        got = (", ".join(f"{shape_text(t)} {t.dtype}" if isinstance(t, Tensor) else shape_text(t) for t in out)
+               if isinstance(out, (tuple, list)) else shape_text(out))
+        raise ValueError(f"beam_search: beam_step_fn must return (new_scores float {shape}, parent int64 {shape}, "
+                         f"token int64 {shape}), got ({got})")
+    return out[0], out[1], out[2]
+
+
 @torch.no_grad()
 def beam_search(model: EncoderDecoder, src: Tensor, max_len: int, beam_size: int = 4,
-                length_penalty: float = 0.0) -> tuple[Tensor, Tensor]:
+                length_penalty: float = 0.0, beam_step_fn: BeamStepFn | None = None) -> tuple[Tensor, Tensor]:
     """Beam search: tokens ``[B, L]`` of the best finished beam per example, and its normalised score ``[B]``.
 
     Beams are ranked by their summed log-probability while searching; at the end the beams are
     compared by ``score / length ** length_penalty`` (length counts the tokens up to and including
     ``<eos>``). ``length_penalty=0`` compares raw sums, which favour short outputs; 1 compares the mean
-    log-probability per token. With ``beam_size=1`` this is ``greedy_decode``.
+    log-probability per token. With ``beam_size=1`` this is ``greedy_decode``. ``beam_step_fn(scores,
+    log_probs, finished) -> (new_scores, parent, token)`` is one step (default: ``beam_step``; Exercise 5.3
+    passes the student's).
     """
     _check_decode("beam_search", src, max_len)
     if not isinstance(beam_size, int) or beam_size < 1:
         raise ValueError(f"beam_search: beam_size must be a positive int, got {beam_size!r}")
+    _callable("beam_search", "beam_step_fn", beam_step_fn, _STEP_SIGNATURE)
+    step = beam_step if beam_step_fn is None else beam_step_fn
     b, k = src.shape[0], beam_size
     memory, mask = model.encode(src)
     memory = memory.repeat_interleave(k, dim=0)  # [B*K, S, d]: every beam reads the same source
@@ -229,7 +295,7 @@ def beam_search(model: EncoderDecoder, src: Tensor, max_len: int, beam_size: int
     for _ in range(max_len):
         logits, _ = model.decode(out, memory, mask)
         log_probs = logits[:, -1].float().log_softmax(-1).view(b, k, -1)
-        scores, parent, token = beam_step(scores, log_probs, finished)
+        scores, parent, token = _checked_step(step, scores, log_probs, finished)
         rows = (parent + torch.arange(b, device=src.device)[:, None] * k).reshape(-1)
         out = torch.cat([out[rows], token.reshape(-1, 1)], dim=1)
         finished = finished.gather(1, parent) | (token == EOS_ID)
@@ -246,19 +312,20 @@ def beam_search(model: EncoderDecoder, src: Tensor, max_len: int, beam_size: int
 
 @torch.no_grad()
 def exact_match(model: EncoderDecoder, src: Tensor, tgt: Tensor, batch_size: int = 500, beam_size: int = 1,
-                length_penalty: float = 0.0) -> Tensor:
+                length_penalty: float = 0.0, beam_step_fn: BeamStepFn | None = None) -> Tensor:
     """Per example, whether the decoded output equals the target up to and including ``<eos>``: bool ``[N]``.
 
-    ``beam_size=1``: greedy decoding; larger: ``beam_search``.
+    ``beam_size=1``: greedy decoding; larger: ``beam_search`` with ``beam_step_fn`` (default: ``beam_step``).
     """
     if src.shape[0] != tgt.shape[0]:
         raise ValueError(f"exact_match: src {shape_text(src)} and tgt {shape_text(tgt)} must have the same number of rows")
+    _callable("exact_match", "beam_step_fn", beam_step_fn, _STEP_SIGNATURE)
     hits = []
     for s, t in eval_batches(model, (src, tgt), batch_size):
         if beam_size == 1:
             pred = greedy_decode(model, s, t.shape[1])
         else:
-            pred, _ = beam_search(model, s, t.shape[1], beam_size, length_penalty)
+            pred, _ = beam_search(model, s, t.shape[1], beam_size, length_penalty, beam_step_fn)
         pred = F.pad(pred, (0, t.shape[1] - pred.shape[1]), value=PAD_ID)
         hits.append((pred == t).all(dim=1).cpu())
     return torch.cat(hits)

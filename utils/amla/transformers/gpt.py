@@ -14,6 +14,7 @@ position: the same tokens, much less work.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -234,10 +235,25 @@ def top_p_probs(logits: Tensor, p: float, temperature: float = 1.0) -> Tensor:
     return kept / kept.sum(dim=-1, keepdim=True)
 
 
+TopP = Callable[[Tensor, float, float], Tensor]
+
+
+def _top_p_hook(owner: str, top_p_fn: TopP | None) -> TopP | None:
+    if top_p_fn is not None and not callable(top_p_fn):
+        raise TypeError(f"{owner}: top_p_fn must be a function like top_p_probs(logits, p, temperature) -> probs, "
+                        f"got {type(top_p_fn).__name__}")
+    return top_p_fn
+
+
 def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                generator: torch.Generator | None = None) -> Tensor:
+                generator: torch.Generator | None = None, *, top_p_fn: TopP | None = None) -> Tensor:
     """One token per row of ``logits [B, V]``: greedy when ``temperature == 0``, else sampled from the
-    tempered distribution, restricted to the ``top_k`` most likely and/or the top-``p`` nucleus."""
+    tempered distribution, restricted to the ``top_k`` most likely and/or the top-``p`` nucleus.
+
+    ``top_p_fn(logits, p, temperature) -> probs`` computes the nucleus (default: ``top_p_probs``); Hour 06 passes
+    the student's. It gets the logits already divided by the temperature (and top-k filtered), with temperature 1.
+    """
+    _top_p_hook("sample_next", top_p_fn)
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)
     if temperature < 0:
@@ -246,19 +262,34 @@ def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int | None = No
     if top_k is not None:
         kth = logits.topk(min(top_k, logits.size(-1)), dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = top_p_probs(logits, top_p) if top_p is not None else logits.softmax(dim=-1)
+    if top_p is None:
+        probs = logits.softmax(dim=-1)
+    elif top_p_fn is None:
+        probs = top_p_probs(logits, top_p)
+    else:
+        if not 0.0 < top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        probs = top_p_fn(logits, top_p, 1.0)
+        if not isinstance(probs, Tensor) or probs.shape != logits.shape:
+            got = f"shape {tuple(probs.shape)}" if isinstance(probs, Tensor) else type(probs).__name__
+            raise ValueError(f"sample_next: top_p_fn must return probabilities of shape {tuple(logits.shape)}, got {got}")
     return torch.multinomial(probs, 1, generator=generator)
 
 
 def generate(model: GPT, idx: Tensor, max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,
-             top_p: float | None = None, use_cache: bool = True, generator: torch.Generator | None = None) -> Tensor:
+             top_p: float | None = None, use_cache: bool = True, generator: torch.Generator | None = None,
+             top_p_fn: TopP | None = None) -> Tensor:
     """Append ``max_new_tokens`` tokens to ``idx [B, T]``; returns ``[B, T + max_new_tokens]``.
+
+    Each token is drawn by ``sample_next`` (``temperature``, ``top_k``, ``top_p``; ``top_p_fn`` computes the
+    nucleus, default ``top_p_probs``: Hour 06 passes the student's).
 
     Without the cache each step runs the model on the last ``block_size`` tokens. With it, the prompt runs once
     (the prefill) and each step feeds only the newest token. Both give the same tokens as long as the context
     fits in ``block_size`` (prompt + new tokens - 1 <= block_size). Beyond that, learned positions cannot be
     shifted inside a cache: the cached version then starts again from the last ``block_size // 2`` tokens.
     """
+    _top_p_hook("generate", top_p_fn)
     was_training = model.training
     model.eval()
     block = model.config.block_size
@@ -275,7 +306,7 @@ def generate(model: GPT, idx: Tensor, max_new_tokens: int, *, temperature: float
                     logits = model(idx[:, -(block // 2):], cache)
                 else:
                     logits = model(idx[:, -1:], cache)
-                nxt = sample_next(logits[:, -1], temperature, top_k, top_p, generator)
+                nxt = sample_next(logits[:, -1], temperature, top_k, top_p, generator, top_p_fn=top_p_fn)
                 idx = torch.cat([idx, nxt], dim=1)
     finally:
         model.train(was_training)

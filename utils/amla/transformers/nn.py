@@ -9,6 +9,12 @@
   ``RotaryEmbedding`` (rotates q and k ``[B, H, T, d_head]``, so scores depend on relative positions).
 - ``FeedForward`` (Linear, GELU, Linear), ``TransformerBlock`` (pre-norm or post-norm, optional
   cross-attention), ``TransformerEncoder`` (embedding, positions, ``n_layers`` blocks).
+- ``mha_forward``, ``block_forward``: the reference forward passes of Exercises 4.2 and 4.4 (``sinusoidal_table``
+  is that of 4.3). A student's versions plug in through explicit, optional parameters (default None: the
+  package's own path): ``MultiHeadAttention(..., mha_forward=fn)``, ``TransformerBlock(..., block_forward=fn,
+  mha_forward=fn)``, ``SinusoidalPositionalEncoding(..., sinusoidal_encoding=fn)``, and all three at once
+  ``TransformerEncoder(..., functions=TransformerFunctions(mha_forward=..., block_forward=...,
+  sinusoidal_encoding=...))``.
 
 Masks follow ``amla.transformers.attention``: bool (True = may attend) or float (added to the scores), broadcastable to
 ``[B, H, Tq, Tk]``. A 3-D mask is read as ``[B, Tq or 1, Tk]`` and shared by all heads, so the output of
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -36,10 +43,36 @@ __all__ = [
     "SinusoidalPositionalEncoding",
     "TransformerBlock",
     "TransformerEncoder",
+    "TransformerFunctions",
+    "block_forward",
     "merge_heads",
+    "mha_forward",
     "sinusoidal_table",
     "split_heads",
 ]
+
+MhaForward = Callable[..., "tuple[Tensor, Tensor]"]  # (mha, x, kv=None, mask=None) -> (out, weights)
+BlockForward = Callable[..., Tensor]  # (block, x, mask=None) -> x
+SinusoidalEncoding = Callable[[int, int], Tensor]  # (max_len, d_model) -> [max_len, d_model]
+
+
+@dataclass(frozen=True)
+class TransformerFunctions:
+    """The student's pieces of Hour 04 for ``TransformerEncoder(..., functions=...)``; None keeps the package's.
+
+    ``mha_forward(mha, x, kv=None, mask=None) -> (out, weights)`` runs every attention layer,
+    ``block_forward(block, x, mask=None) -> x`` every block, ``sinusoidal_encoding(max_len, d_model)`` makes the
+    table of the sinusoidal positions.
+    """
+
+    mha_forward: MhaForward | None = None
+    block_forward: BlockForward | None = None
+    sinusoidal_encoding: SinusoidalEncoding | None = None
+
+
+def _callable_or_none(owner: str, name: str, fn: object) -> None:
+    if fn is not None and not callable(fn):
+        raise TypeError(f"{owner}: {name} must be a function or None, got {type(fn).__name__}")
 
 
 # --- heads -------------------------------------------------------------------------------------------
@@ -90,14 +123,27 @@ def _check_positions(owner: str, x: Tensor, d_model: int, max_len: int, offset: 
 
 
 class SinusoidalPositionalEncoding(nn.Module):
-    """Adds the fixed sinusoidal table of "Attention is all you need" to ``x [B, T, d_model]``."""
+    """Adds the fixed sinusoidal table of "Attention is all you need" to ``x [B, T, d_model]``.
+
+    ``sinusoidal_encoding(max_len, d_model)`` (e.g. the student's, Exercise 4.3) makes the table instead of
+    ``sinusoidal_table``; it is called once, here.
+    """
 
     pe: Tensor
 
-    def __init__(self, d_model: int, max_len: int) -> None:
+    def __init__(self, d_model: int, max_len: int, *, sinusoidal_encoding: SinusoidalEncoding | None = None) -> None:
         super().__init__()
         self.d_model, self.max_len = d_model, max_len
-        self.register_buffer("pe", sinusoidal_table(max_len, d_model), persistent=False)
+        _callable_or_none("SinusoidalPositionalEncoding", "sinusoidal_encoding", sinusoidal_encoding)
+        if sinusoidal_encoding is None:
+            table = sinusoidal_table(max_len, d_model)
+        else:
+            table = sinusoidal_encoding(max_len, d_model)
+            if not isinstance(table, Tensor) or table.shape != (max_len, d_model) or not table.is_floating_point():
+                raise ValueError(f"SinusoidalPositionalEncoding: sinusoidal_encoding({max_len}, {d_model}) must "
+                                 f"return a float tensor [{max_len}, {d_model}], got {shape_text(table)}")
+            table = table.detach().float()
+        self.register_buffer("pe", table, persistent=False)
 
     def forward(self, x: Tensor, offset: int = 0) -> Tensor:
         _check_positions("SinusoidalPositionalEncoding", x, self.d_model, self.max_len, offset)
@@ -187,15 +233,46 @@ def _head_mask(mask: Tensor, scores_shape: tuple[int, int, int, int]) -> Tensor:
     return mask
 
 
+def mha_forward(mha: "MultiHeadAttention", x: Tensor, kv: Tensor | None = None,
+                mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """The multi-head attention of Exercise 4.2, written out: ``(out [B, Tq, d], weights [B, H, Tq, Tk])``.
+
+    Uses ``mha``'s four projections and ``n_heads``; ``kv`` None is self-attention; ``mask`` (bool, True = may
+    attend, or additive float) broadcasts to ``[B, H, Tq, Tk]``. No dropout, no rope.
+    """
+    kv = x if kv is None else kv
+    q = split_heads(mha.q_proj(x), mha.n_heads)
+    k = split_heads(mha.k_proj(kv), mha.n_heads)
+    v = split_heads(mha.v_proj(kv), mha.n_heads)
+    heads, weights = scaled_dot_product_attention(q, k, v, mask)
+    return mha.out_proj(merge_heads(heads)), weights
+
+
+def _with_causal(mask: Tensor | None, tq: int, tk: int, device: torch.device) -> Tensor:
+    """``mask`` and a bottom-right aligned causal mask, as one mask (bool if ``mask`` is bool or None)."""
+    causal = causal_mask(tq, tk, device=device, align="bottom_right")
+    if mask is None:
+        return causal
+    return mask & causal if mask.dtype == torch.bool else mask.masked_fill(~causal, -math.inf)
+
+
 class MultiHeadAttention(nn.Module):
     """``H`` attention heads of size ``d_head = d_model / H`` in parallel, then an output projection.
 
     ``head_h = softmax(Q_h K_h^T / sqrt(d_head) + mask) V_h`` with ``Q = x W_q``, ``K = kv W_k``, ``V = kv W_v``
     split into heads; ``out = concat_h(head_h) W_o``.
+
+    ``mha_forward(mha, x, kv=None, mask=None) -> (out, weights)`` (e.g. the student's, Exercise 4.2) replaces the
+    package's path when given. It knows no dropout, rope or ``is_causal`` and only bool masks: the mask reaches it
+    as a bool ``[B or 1, H or 1, Tq, Tk]`` (``is_causal`` already folded in); rope, a float mask, or attention
+    dropout while training raise a ValueError.
     """
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True) -> None:
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True, *,
+                 mha_forward: MhaForward | None = None) -> None:
         super().__init__()
+        _callable_or_none("MultiHeadAttention", "mha_forward", mha_forward)
+        self.mha_forward = mha_forward
         check_int("MultiHeadAttention", "d_model", d_model)
         check_int("MultiHeadAttention", "n_heads", n_heads)
         if d_model % n_heads:
@@ -228,9 +305,11 @@ class MultiHeadAttention(nn.Module):
         """
         if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[-1] != self.d_model:
             raise ValueError(f"MultiHeadAttention: x must be [B, Tq, {self.d_model}], got {shape_text(x)}")
-        kv = x if kv is None else kv
+        given_kv, kv = kv, x if kv is None else kv
         if not isinstance(kv, Tensor) or kv.dim() != 3 or kv.shape[-1] != self.d_model or kv.shape[0] != x.shape[0]:
             raise ValueError(f"MultiHeadAttention: kv must be [B={x.shape[0]}, Tk, {self.d_model}], got {shape_text(kv)}")
+        if self.mha_forward is not None:
+            return self._forward_with(given_kv, x, kv, mask, need_weights, rope, is_causal)
         q = split_heads(self.q_proj(x), self.n_heads)
         k = split_heads(self.k_proj(kv), self.n_heads)
         v = split_heads(self.v_proj(kv), self.n_heads)
@@ -257,6 +336,28 @@ class MultiHeadAttention(nn.Module):
             heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         return self.out_proj(merge_heads(heads)), weights
 
+    def _forward_with(self, given_kv: Tensor | None, x: Tensor, kv: Tensor, mask: Tensor | None, need_weights: bool,
+                      rope: RotaryEmbedding | None, is_causal: bool) -> tuple[Tensor, Tensor | None]:
+        """The forward pass through ``self.mha_forward`` (see the class docstring)."""
+        if rope is not None:
+            raise ValueError("MultiHeadAttention: mha_forward knows no rope; build the model without rotary positions")
+        if self.training and self.dropout > 0:
+            raise ValueError(f"MultiHeadAttention: mha_forward applies no attention dropout, but dropout="
+                             f"{self.dropout} and the module is training; use dropout=0 or call .eval()")
+        scores_shape = (x.shape[0], self.n_heads, x.shape[1], kv.shape[1])
+        if mask is not None:
+            mask = _head_mask(mask, scores_shape)
+            if mask.dtype != torch.bool:
+                raise ValueError("MultiHeadAttention: mha_forward takes bool masks (True = may attend), got a float "
+                                 f"mask of shape {shape_text(mask)}")
+        if is_causal:
+            mask = _with_causal(mask, x.shape[1], kv.shape[1], x.device)
+        out, weights = self.mha_forward(self, x, given_kv, mask)
+        if not isinstance(out, Tensor) or out.shape != x.shape:
+            raise ValueError(f"MultiHeadAttention: mha_forward must return (out {tuple(x.shape)}, weights), got out "
+                             f"{shape_text(out)}")
+        return out, (weights if need_weights else None)
+
 
 # --- the block -----------------------------------------------------------------------------------------
 
@@ -272,21 +373,45 @@ class FeedForward(nn.Module):
         return self.net(x)
 
 
+def block_forward(block: "TransformerBlock", x: Tensor, mask: Tensor | None = None) -> Tensor:
+    """The block of Exercise 4.4, written out (no cross-attention, no dropout): pre-norm
+    ``x + attn(norm1(x))`` then ``x + ff(norm2(x))`` if ``block.norm_first``, else post-norm
+    ``norm1(x + attn(x))`` then ``norm2(x + ff(x))``; the attention is ``block.self_attn(h, mask=mask)[0]``."""
+    if block.norm_first:
+        x = x + block.self_attn(block.norm1(x), mask=mask)[0]
+        return x + block.ff(block.norm2(x))
+    x = block.norm1(x + block.self_attn(x, mask=mask)[0])
+    return block.norm2(x + block.ff(x))
+
+
 class TransformerBlock(nn.Module):
     """Self-attention, optional cross-attention and a feed-forward net, each in a residual branch with LayerNorm.
 
     Pre-norm (``norm_first=True``, GPT-2 and later): ``x = x + drop(f(norm(x)))``; the residual path stays an
     identity, which keeps deep stacks trainable without warm-up. Post-norm (the 2017 original):
     ``x = norm(x + drop(f(x)))``.
+
+    ``block_forward(block, x, mask=None) -> x`` (e.g. the student's, Exercise 4.4) replaces the package's forward
+    pass when given; it knows no cross-attention (refused here), rope or dropout (refused in ``forward``), and
+    ``is_causal`` reaches it folded into a bool mask. ``mha_forward`` goes to the block's attention layers
+    (see ``MultiHeadAttention``).
     """
 
     def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float = 0.0, *, norm_first: bool = True,
-                 cross_attention: bool = False) -> None:
+                 cross_attention: bool = False, block_forward: BlockForward | None = None,
+                 mha_forward: MhaForward | None = None) -> None:
         super().__init__()
+        _callable_or_none("TransformerBlock", "block_forward", block_forward)
+        if block_forward is not None and cross_attention:
+            raise ValueError("TransformerBlock: block_forward knows no cross-attention; build the block without "
+                             "cross_attention, or without block_forward")
         self.norm_first = norm_first
-        self.self_attn = MultiHeadAttention(d_model, n_heads, dropout)
+        self.block_forward = block_forward
+        self.dropout = dropout
+        self.self_attn = MultiHeadAttention(d_model, n_heads, dropout, mha_forward=mha_forward)
         self.norm1 = nn.LayerNorm(d_model)
-        self.cross_attn = MultiHeadAttention(d_model, n_heads, dropout) if cross_attention else None
+        self.cross_attn = MultiHeadAttention(d_model, n_heads, dropout, mha_forward=mha_forward) \
+            if cross_attention else None
         self.norm_cross = nn.LayerNorm(d_model) if cross_attention else None
         self.ff = FeedForward(d_model, d_ff, dropout)
         self.norm2 = nn.LayerNorm(d_model)
@@ -315,7 +440,14 @@ class TransformerBlock(nn.Module):
 
         The weights are ``[B, H, T, T]`` and ``[B, H, T, S]`` when ``need_weights`` else None. ``rope`` is used
         in self-attention only; ``is_causal`` adds a causal mask to self-attention.
+
+        With ``block_forward`` the output is ``block_forward(self, x, mask)``. It returns no weights, so when
+        ``need_weights`` is set, the self-attention weights come from one more call of ``self.self_attn`` (with
+        its ``mha_forward``, if any) on the input the attention branch reads, ``norm1(x)`` in pre-norm and ``x``
+        in post-norm, with the same mask: the weights that branch computes.
         """
+        if self.block_forward is not None:
+            return self._forward_with(x, mask, memory, need_weights, rope, is_causal)
         x, self_w = self._residual(x, self.norm1, lambda h: self.self_attn(
             h, None, mask, need_weights=need_weights, rope=rope, is_causal=is_causal))
         cross_w = None
@@ -330,6 +462,29 @@ class TransformerBlock(nn.Module):
         x, _ = self._residual(x, self.norm2, lambda h: (self.ff(h), None))
         return x, self_w, cross_w
 
+    def _forward_with(self, x: Tensor, mask: Tensor | None, memory: Tensor | None, need_weights: bool,
+                      rope: RotaryEmbedding | None, is_causal: bool) -> tuple[Tensor, Tensor | None, None]:
+        """The forward pass through ``self.block_forward`` (see ``forward``)."""
+        if rope is not None:
+            raise ValueError("TransformerBlock: block_forward knows no rope; build the model without rotary positions")
+        if memory is not None:
+            raise ValueError("TransformerBlock: memory was given but the block has no cross-attention "
+                             "(build it with cross_attention=True)")
+        if self.training and self.dropout > 0:
+            raise ValueError(f"TransformerBlock: block_forward applies no dropout, but dropout={self.dropout} and "
+                             "the block is training; use dropout=0 or call .eval()")
+        if not isinstance(x, Tensor) or x.dim() != 3:
+            raise ValueError(f"TransformerBlock: x must be [B, T, d_model], got {shape_text(x)}")
+        if is_causal:
+            mask = _with_causal(mask, x.shape[1], x.shape[1], x.device)
+        out = self.block_forward(self, x, mask)
+        if not isinstance(out, Tensor) or out.shape != x.shape:
+            raise ValueError(f"TransformerBlock: block_forward must return x {tuple(x.shape)}, got {shape_text(out)}")
+        weights = None
+        if need_weights:
+            weights = self.self_attn(self.norm1(x) if self.norm_first else x, None, mask, need_weights=True)[1]
+        return out, weights, None
+
 
 class TransformerEncoder(nn.Module):
     """Token embedding, positions (``"sinusoidal"``, ``"learned"``, ``"rope"`` or ``"none"``), ``n_layers`` blocks.
@@ -337,28 +492,44 @@ class TransformerEncoder(nn.Module):
     With ``norm_first`` a final LayerNorm follows the last block (pre-norm leaves the residual stream
     un-normalised). ``forward(tokens, mask=None, need_weights=False)`` returns ``(hidden [B, T, d_model],
     weights [L, B, H, T, T] or None)``.
+
+    ``functions``: a ``TransformerFunctions`` whose set fields replace the package's attention (every block's
+    ``mha_forward``), block (``block_forward``) and sinusoidal table (``sinusoidal_encoding``); see
+    ``MultiHeadAttention`` and ``TransformerBlock`` for what they cannot do (rope is refused here).
     """
 
     def __init__(self, vocab_size: int, d_model: int, n_heads: int, n_layers: int, d_ff: int, max_len: int,
                  dropout: float = 0.0, *, norm_first: bool = True,
-                 pos: Literal["sinusoidal", "learned", "rope", "none"] = "sinusoidal") -> None:
+                 pos: Literal["sinusoidal", "learned", "rope", "none"] = "sinusoidal",
+                 functions: TransformerFunctions | None = None) -> None:
         super().__init__()
         if pos not in ("sinusoidal", "learned", "rope", "none"):
             raise ValueError(f"TransformerEncoder: pos must be 'sinusoidal', 'learned', 'rope' or 'none', got {pos!r}")
         check_int("TransformerEncoder", "n_layers", n_layers)
+        if functions is not None and not isinstance(functions, TransformerFunctions):
+            raise TypeError(f"TransformerEncoder: functions must be a TransformerFunctions or None, got "
+                            f"{type(functions).__name__}")
+        fns = functions or TransformerFunctions()
+        if pos == "rope" and (fns.mha_forward is not None or fns.block_forward is not None):
+            raise ValueError("TransformerEncoder: mha_forward and block_forward know no rope; use pos='sinusoidal', "
+                             "'learned' or 'none' with them")
+        if pos != "sinusoidal" and fns.sinusoidal_encoding is not None:
+            raise ValueError(f"TransformerEncoder: sinusoidal_encoding is given but pos={pos!r}; it is used only with "
+                             "pos='sinusoidal'")
         self.max_len, self.pos_kind = max_len, pos
         self.embed = nn.Embedding(vocab_size, d_model)
         self.pos: nn.Module | None = None
         self.rope: RotaryEmbedding | None = None
         if pos == "sinusoidal":
-            self.pos = SinusoidalPositionalEncoding(d_model, max_len)
+            self.pos = SinusoidalPositionalEncoding(d_model, max_len, sinusoidal_encoding=fns.sinusoidal_encoding)
         elif pos == "learned":
             self.pos = LearnedPositionalEncoding(d_model, max_len)
         elif pos == "rope":
             self.rope = RotaryEmbedding(d_model // n_heads, max_len)
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
-            TransformerBlock(d_model, n_heads, d_ff, dropout, norm_first=norm_first) for _ in range(n_layers))
+            TransformerBlock(d_model, n_heads, d_ff, dropout, norm_first=norm_first, block_forward=fns.block_forward,
+                             mha_forward=fns.mha_forward) for _ in range(n_layers))
         self.norm = nn.LayerNorm(d_model) if norm_first else nn.Identity()
 
     def forward(self, tokens: Tensor, mask: Tensor | None = None,

@@ -1,7 +1,8 @@
 """A GRU encoder-decoder, with and without additive (Bahdanau) attention (Hour 03; Hour 05 compares with it).
 
 - ``additive_attention``: scores ``e_j = v^T tanh(W_q s + W_k h_j)``, padding masked *before* the
-  softmax over the source positions, context ``c = sum_j a_j h_j``.
+  softmax over the source positions, context ``c = sum_j a_j h_j``. ``AdditiveAttention``, ``AttentionDecoder``
+  and ``Seq2Seq.build`` take an ``attention_fn`` of the same signature (a student's Exercise 3.1) to run on.
 - ``Encoder``: embedding + (bidirectional) GRU over the padded source; returns every position's
   state and a final state.
 - ``AttentionDecoder``: one ``step`` reads the previous token and the previous state, attends over the
@@ -19,7 +20,7 @@ that is True at real tokens and False at padding, like the boolean ``attn_mask``
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -95,11 +96,23 @@ def additive_attention(query: torch.Tensor, keys: torch.Tensor, W_q: torch.Tenso
     return _attend(query @ W_q, keys @ W_k, keys, v, mask)
 
 
-class AdditiveAttention(nn.Module):
-    """``additive_attention`` with learned ``W_q``, ``W_k``, ``v``; the key projection can be computed once per sequence."""
+AttentionFn = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+"""``attention_fn(query, keys, W_q, W_k, v, mask) -> (context, weights)``, the signature of ``additive_attention``."""
 
-    def __init__(self, query_dim: int, key_dim: int, attn_dim: int):
+
+class AdditiveAttention(nn.Module):
+    """``additive_attention`` with learned ``W_q``, ``W_k``, ``v``; the key projection can be computed once per sequence.
+
+    ``attention_fn``: a function with the signature of ``additive_attention`` (e.g. a student's Exercise 3.1) that
+    computes every call instead; it projects the keys itself, so ``projected_keys`` is then not used.
+    """
+
+    def __init__(self, query_dim: int, key_dim: int, attn_dim: int, attention_fn: AttentionFn | None = None):
         super().__init__()
+        if attention_fn is not None and not callable(attention_fn):
+            raise TypeError(f"AdditiveAttention: attention_fn must be a function (query, keys, W_q, W_k, v, mask) -> "
+                            f"(context, weights), got {type(attention_fn).__name__}")
+        self.attention_fn = attention_fn
         self.W_q = nn.Parameter(torch.empty(query_dim, attn_dim))
         self.W_k = nn.Parameter(torch.empty(key_dim, attn_dim))
         self.v = nn.Parameter(torch.empty(attn_dim))
@@ -112,6 +125,10 @@ class AdditiveAttention(nn.Module):
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor | None = None,
                 projected_keys: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.attention_fn is not None:
+            if mask is None:  # the exercise's signature takes a mask: "every position is real"
+                mask = torch.ones(keys.shape[:2], dtype=torch.bool, device=keys.device)
+            return self.attention_fn(query, keys, self.W_q, self.W_k, self.v, mask)
         if projected_keys is None:
             return additive_attention(query, keys, self.W_q, self.W_k, self.v, mask)
         return _attend(query @ self.W_q, projected_keys, keys, self.v, mask)
@@ -154,7 +171,8 @@ class Encoder(nn.Module):
 @dataclass
 class Memory:
     """What the decoder reads from the encoder: ``values`` [B, S, D], ``mask`` [B, S], ``final`` [B, D],
-    and ``keys`` [B, S, A], the attention's key projection (None for the plain decoder)."""
+    and ``keys`` [B, S, A], the attention's key projection (None for the plain decoder, and when the decoder's
+    ``attention_fn`` projects the keys itself)."""
 
     values: torch.Tensor
     mask: torch.Tensor
@@ -166,19 +184,22 @@ class AttentionDecoder(nn.Module):
     """GRU decoder with additive attention over the encoder states (Bahdanau et al., 2015).
 
     ``start(values, mask, final)`` -> (state [B, H], memory); ``step(prev, state, memory)`` ->
-    (logits [B, V], new state, attention weights [B, S]).
+    (logits [B, V], new state, attention weights [B, S]). ``attention_fn`` (see ``AdditiveAttention``) computes
+    the attention of every step instead of the built-in one; ``memory.keys`` is then None.
     """
 
-    def __init__(self, vocab_size: int, emb_dim: int, hidden: int, enc_dim: int, attn_dim: int):
+    def __init__(self, vocab_size: int, emb_dim: int, hidden: int, enc_dim: int, attn_dim: int,
+                 attention_fn: AttentionFn | None = None):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, emb_dim, padding_idx=PAD_ID)
         self.init = nn.Linear(enc_dim, hidden)
-        self.attention = AdditiveAttention(hidden, enc_dim, attn_dim)
+        self.attention = AdditiveAttention(hidden, enc_dim, attn_dim, attention_fn)
         self.cell = nn.GRUCell(emb_dim + enc_dim, hidden)
         self.out = nn.Linear(hidden + enc_dim + emb_dim, vocab_size)
 
     def start(self, values: torch.Tensor, mask: torch.Tensor, final: torch.Tensor) -> tuple[torch.Tensor, Memory]:
-        memory = Memory(values, mask, final, self.attention.project_keys(values))
+        keys = self.attention.project_keys(values) if self.attention.attention_fn is None else None
+        memory = Memory(values, mask, final, keys)
         return torch.tanh(self.init(final)), memory
 
     def step(self, prev: torch.Tensor, state: torch.Tensor, memory: Memory
@@ -224,11 +245,15 @@ class Seq2Seq(nn.Module):
 
     @classmethod
     def build(cls, src_vocab: int, tgt_vocab: int, *, emb_dim: int = 32, hidden: int = 64,
-              attn_dim: int = 64, attention: bool = True, bidirectional: bool = True) -> "Seq2Seq":
-        """A model of the usual shape: decoder state as large as the encoder's output."""
+              attn_dim: int = 64, attention: bool = True, bidirectional: bool = True,
+              attention_fn: AttentionFn | None = None) -> "Seq2Seq":
+        """A model of the usual shape: decoder state as large as the encoder's output. ``attention_fn``: the
+        attention every decoder step uses instead of the built-in one (see ``AdditiveAttention``)."""
+        if attention_fn is not None and not attention:
+            raise ValueError("Seq2Seq.build: attention_fn is given but attention=False (the plain decoder has none)")
         encoder = Encoder(src_vocab, emb_dim, hidden, bidirectional)
         d = encoder.out_dim
-        decoder = (AttentionDecoder(tgt_vocab, emb_dim, d, d, attn_dim) if attention
+        decoder = (AttentionDecoder(tgt_vocab, emb_dim, d, d, attn_dim, attention_fn) if attention
                    else PlainDecoder(tgt_vocab, emb_dim, d, d))
         return cls(encoder, decoder)
 

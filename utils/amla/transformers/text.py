@@ -7,7 +7,9 @@ Python (``pydoc_data.topics``), so the hour runs offline too. It prints which co
 
 from __future__ import annotations
 
+import numbers
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -15,6 +17,7 @@ import torch
 from torch import Tensor
 
 from amla.toolkit import data
+from amla.toolkit.errors import check_int
 
 __all__ = [
     "BPETokenizer", "CharTokenizer", "Corpus", "TokenWindows", "load_corpus", "merge_pair", "pair_counts",
@@ -94,31 +97,87 @@ def merge_pair(ids: Sequence[int], pair: tuple[int, int], new_id: int) -> list[i
     return out
 
 
-def train_bpe(text: str, n_merges: int) -> list[tuple[int, int]]:
+PairCounts = Callable[[list[int]], Mapping[tuple[int, int], int]]
+MergePair = Callable[[list[int], tuple[int, int], int], list[int]]
+
+
+def _hook(owner: str, name: str, fn: Callable[..., object] | None, default: Callable[..., object],
+          signature: str) -> Callable[..., object]:
+    if fn is None:
+        return default
+    if not callable(fn):
+        raise TypeError(f"{owner}: {name} must be a function like {signature}, got {type(fn).__name__}")
+    return fn
+
+
+def _counted(owner: str, counts: object) -> Mapping[tuple[int, int], int]:
+    if not isinstance(counts, Mapping):
+        raise TypeError(f"{owner}: pair_counts_fn must return a dict {{(a, b): count}}, got {type(counts).__name__}")
+    return counts
+
+
+def _merged(owner: str, ids: list[int], merged: object, pair: tuple[int, int]) -> list[int]:
+    if not isinstance(merged, list):
+        raise TypeError(f"{owner}: merge_pair_fn must return a list of ids, got {type(merged).__name__}")
+    if len(merged) >= len(ids):
+        raise ValueError(f"{owner}: merging {pair} did not shorten the list of {len(ids)} ids (got {len(merged)}): "
+                         "pair_counts_fn reported a pair that does not occur, or merge_pair_fn did not merge it")
+    return merged
+
+
+def train_bpe(text: str, n_merges: int, *, pair_counts_fn: PairCounts | None = None,
+              merge_pair_fn: MergePair | None = None) -> list[tuple[int, int]]:
     """The merges of a byte-level BPE: start from the UTF-8 bytes (ids 0-255); merge ``i`` creates id ``256 + i``
-    from the most frequent pair (ties: the pair seen first). Stops early when no pair occurs twice."""
+    from the most frequent pair (ties: the pair that occurs first in the text). Stops early when no pair occurs
+    twice.
+
+    ``pair_counts_fn`` and ``merge_pair_fn`` (default: this module's ``pair_counts`` and ``merge_pair``) count the
+    pairs and merge one; Hour 06 passes the student's. Only their answers matter, not the order of a dict's keys.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"train_bpe: text must be a str, got {type(text).__name__}")
+    check_int("train_bpe", "n_merges", n_merges, least=0)
+    count = _hook("train_bpe", "pair_counts_fn", pair_counts_fn, pair_counts, "pair_counts(ids) -> dict")
+    merge = _hook("train_bpe", "merge_pair_fn", merge_pair_fn, merge_pair, "merge_pair(ids, pair, new_id) -> list")
     ids, merges = list(text.encode("utf-8")), []
     for i in range(n_merges):
-        counts = pair_counts(ids)
-        if not counts:
+        counts = _counted("train_bpe", count(ids))
+        top = max(counts.values(), default=0)
+        if top < 2:
             break
-        best = max(counts, key=counts.__getitem__)  # dicts keep first-seen order: ties go to the earliest pair
-        if counts[best] < 2:
-            break
+        tied = [p for p, c in counts.items() if c == top]
+        if len(tied) == 1:
+            best = tied[0]
+        else:  # the tied pair that occurs first in the text, whatever the order of the dict's keys
+            tied_set = set(tied)
+            best = next((p for p in zip(ids, ids[1:]) if p in tied_set), tied[0])
         merges.append(best)
-        ids = merge_pair(ids, best, 256 + i)
+        ids = _merged("train_bpe", ids, merge(ids, best, 256 + i), best)
     return merges
 
 
 class BPETokenizer:
-    """Encode with merges learned by ``train_bpe``; decoding expands ids back to bytes."""
+    """Encode with merges learned by ``train_bpe``; decoding expands ids back to bytes.
 
-    def __init__(self, merges: Sequence[tuple[int, int]]) -> None:
+    ``pair_counts_fn`` and ``merge_pair_fn`` (default: this module's ``pair_counts`` and ``merge_pair``) are what
+    ``encode`` counts and merges with; Hour 06 passes the student's.
+    """
+
+    def __init__(self, merges: Sequence[tuple[int, int]], *, pair_counts_fn: PairCounts | None = None,
+                 merge_pair_fn: MergePair | None = None) -> None:
         self.merges = [tuple(m) for m in merges]
         self.vocab = {i: bytes([i]) for i in range(256)}
-        for i, (a, b) in enumerate(self.merges):
+        for i, pair in enumerate(self.merges):
+            if len(pair) != 2 or not all(isinstance(t, numbers.Integral) and 0 <= t < 256 + i for t in pair):
+                raise ValueError(f"BPETokenizer: merge {i} must be a pair of ids below {256 + i} (the bytes and the "
+                                 f"earlier merges), got {pair}")
+            a, b = pair
             self.vocab[256 + i] = self.vocab[a] + self.vocab[b]
         self.rank = {pair: i for i, pair in enumerate(self.merges)}
+        self.pair_counts_fn = _hook("BPETokenizer", "pair_counts_fn", pair_counts_fn, pair_counts,
+                                 "pair_counts(ids) -> dict")
+        self.merge_pair_fn = _hook("BPETokenizer", "merge_pair_fn", merge_pair_fn, merge_pair,
+                                "merge_pair(ids, pair, new_id) -> list")
 
     @property
     def vocab_size(self) -> int:
@@ -126,15 +185,22 @@ class BPETokenizer:
 
     def encode(self, text: str) -> list[int]:
         """Apply the merges in the order they were learned: always the earliest-learned pair present next."""
+        if not isinstance(text, str):
+            raise TypeError(f"BPETokenizer.encode: text must be a str, got {type(text).__name__}")
         ids = list(text.encode("utf-8"))
+        none = len(self.rank)
         while len(ids) > 1:
-            pair = min(pair_counts(ids), key=lambda p: self.rank.get(p, len(self.rank)))
+            counts = _counted("BPETokenizer.encode", self.pair_counts_fn(ids))
+            pair = min((p for p, c in counts.items() if c), key=lambda p: self.rank.get(p, none), default=None)
             if pair not in self.rank:
                 break
-            ids = merge_pair(ids, pair, 256 + self.rank[pair])
+            ids = _merged("BPETokenizer.encode", ids, self.merge_pair_fn(ids, pair, 256 + self.rank[pair]), pair)
         return ids
 
     def decode(self, ids: Sequence[int]) -> str:
+        unknown = [i for i in ids if i not in self.vocab]
+        if unknown:
+            raise ValueError(f"BPETokenizer.decode: ids {unknown[:5]} are not in the vocabulary of {self.vocab_size}")
         return b"".join(self.vocab[i] for i in ids).decode("utf-8", errors="replace")
 
 
