@@ -284,13 +284,13 @@ fig
 # features by an angle proportional to the position, $\theta_{p,i} = p \cdot 10000^{-2i/d_h}$:
 # $$\begin{pmatrix} q'_{2i} \\ q'_{2i+1}\end{pmatrix} = \begin{pmatrix}\cos\theta_{p,i} & -\sin\theta_{p,i} \\
 # \sin\theta_{p,i} & \cos\theta_{p,i}\end{pmatrix}\begin{pmatrix} q_{2i} \\ q_{2i+1}\end{pmatrix}$$
-# (`amla.transformers.nn.RotaryEmbedding` pairs feature $i$ with $i + d_h/2$ instead of $2i$ with $2i+1$, the layout of most
+# (`amla.transformers.positions.RotaryEmbedding` pairs feature $i$ with $i + d_h/2$ instead of $2i$ with $2i+1$, the layout of most
 # implementations; it is the same idea). Rotating $q$ by $m\theta$ and $k$ by $n\theta$ multiplies their dot product by
 # a rotation of $(n - m)\theta$: **the score depends only on the offset** $n - m$, never on where the pair sits.
 # The values are not rotated. Let us check the claim:
 
 # %%
-from amla.transformers.nn import RotaryEmbedding
+from amla.transformers.positions import RotaryEmbedding
 
 rope = RotaryEmbedding(d_head=16, max_len=128)
 q, k = torch.randn(2, 16)
@@ -371,12 +371,12 @@ def block_forward(block, x, mask=None):
 block_forward = amla.checks.transformer.check_transformer_block(block_forward)
 
 # %% [markdown]
-# `amla.transformers.nn.TransformerEncoder` puts it all together: a token embedding, the positions (`pos="sinusoidal"`,
+# `amla.transformers.encoder.TransformerEncoder` puts it all together: a token embedding, the positions (`pos="sinusoidal"`,
 # `"learned"`, `"rope"` or `"none"`), `n_layers` blocks and, for pre-norm, the final LayerNorm. It returns the
 # hidden states and, when asked, every layer's attention weights `[layers, B, H, T, T]`.
 #
 # It also takes your functions, through an explicit parameter:
-# `functions=amla.transformers.nn.TransformerFunctions(mha_forward=..., block_forward=..., sinusoidal_encoding=...)`.
+# `functions=amla.transformers.encoder.TransformerFunctions(mha_forward=..., block_forward=..., sinusoidal_encoding=...)`.
 # Every attention layer then runs your `mha_forward`, every block your `block_forward` (whose `block.self_attn` is
 # itself your attention), and the sinusoidal table is your `sinusoidal_encoding`'s. Your functions know no
 # dropout and no RoPE, so the encoder refuses `pos="rope"` with them, and this hour's models use no dropout.
@@ -416,7 +416,7 @@ print("held-out sequences seen in training:", len(set(task.test.sources) & set(t
 # modules (`functions=None`, the fused kernel); RoPE could not run through your `mha_forward` anyway.
 
 # %%
-from amla.transformers.nn import TransformerEncoder, TransformerFunctions
+from amla.transformers.encoder import TransformerEncoder, TransformerFunctions
 from amla.views import Dashboard
 
 yours = TransformerFunctions(mha_forward=mha_forward, block_forward=block_forward,

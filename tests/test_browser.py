@@ -22,8 +22,8 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest

@@ -12,15 +12,7 @@ import pytest
 from jupytext.config import load_jupytext_configuration_file
 
 from amla.course import hours as course
-from amla.course.build import (
-    BuildError,
-    build,
-    find_root,
-    load_source,
-    notebook_bytes,
-    render_readme,
-    student_notebook,
-)
+from amla.course.build import BuildError, build, find_root, load_source, notebook_bytes, render_readme, student_notebook
 
 CONFIG = Path(__file__).resolve().parents[1] / "solutions" / "jupytext.toml"
 

@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from amla.checks import attention as A
+from amla.checks.attention.attention import _attention_variant
+from amla.checks.attention.softmax import _softmax_variant
 from amla.transformers.attention import scaled_dot_product_attention, softmax
 from checks_support import fails, not_done, passes, raise_not_done
 
@@ -57,7 +59,7 @@ def test_softmax_not_done_returns_the_reference(capsys):
     ],
 )
 def test_softmax_names_the_known_mistakes(kind, phrase):
-    fails(A.check_softmax, A._softmax_variant(kind), match=phrase)
+    fails(A.check_softmax, _softmax_variant(kind), match=phrase)
 
 
 def test_softmax_refuses_the_library_softmax():
@@ -204,7 +206,7 @@ def test_attention_not_done_returns_a_reference_with_the_students_signature(caps
     ],
 )
 def test_attention_names_the_known_mistakes(variant, phrase):
-    fails(A.check_attention, A._attention_variant(**variant), match=phrase)
+    fails(A.check_attention, _attention_variant(**variant), match=phrase)
 
 
 def test_attention_notices_a_changed_input():
@@ -285,7 +287,7 @@ def test_attention_diagnoses_by_property_when_no_known_mistake_matches():
 
 
 def test_attention_names_a_mistake_only_when_it_matches_every_case():
-    unscaled = A._attention_variant(scale="none")
+    unscaled = _attention_variant(scale="none")
 
     def unscaled_only_with_masks(q, k, v, mask=None):  # wrong only when a mask is given
         return unscaled(q, k, v, mask) if mask is not None else _attention(q, k, v, mask)

@@ -12,6 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from amla.checks import encoder_decoder as C
+from amla.checks.encoder_decoder.beam_step import _beam_variant
+from amla.checks.encoder_decoder.decoder_mask import _mask_variant
+from amla.checks.encoder_decoder.label_smoothing import _smoothing_reference, _smoothing_variant
 from amla.transformers.attention import causal_mask
 from amla.transformers.encoder_decoder import beam_step, decoder_mask
 from amla.transformers.tasks import EOS_ID, PAD_ID
@@ -75,7 +78,7 @@ def test_decoder_mask_not_done_returns_the_reference(capsys):
     ],
 )
 def test_decoder_mask_names_the_known_mistakes(variant, phrase):
-    fails(C.check_decoder_mask, C._mask_variant(**variant), match=phrase)
+    fails(C.check_decoder_mask, _mask_variant(**variant), match=phrase)
 
 
 def test_decoder_mask_notices_a_changed_input():
@@ -168,7 +171,7 @@ def _smoothing_one_hot(logits, targets, smoothing):  # the smoothed distribution
 
 
 @pytest.mark.parametrize("fn", [_smoothing, _smoothing_torch, _smoothing_loop, _smoothing_one_hot,
-                                C._smoothing_reference],
+                                _smoothing_reference],
                          ids=["boolean_index_mean", "F.cross_entropy", "loop", "one_hot_logsumexp", "reference"])
 def test_label_smoothing_accepts_correct_answers_written_differently(fn, capsys):
     passes(C.check_label_smoothing, fn)
@@ -201,7 +204,7 @@ def test_label_smoothing_not_done_returns_a_reference_with_the_students_signatur
     ],
 )
 def test_label_smoothing_names_the_known_mistakes(variant, phrase):
-    fails(C.check_label_smoothing, C._smoothing_variant(**variant), match=phrase)
+    fails(C.check_label_smoothing, _smoothing_variant(**variant), match=phrase)
 
 
 def test_label_smoothing_notices_a_changed_input():
@@ -383,7 +386,7 @@ def test_beam_step_not_done_returns_the_reference(capsys):
     ],
 )
 def test_beam_step_names_the_known_mistakes(variant, phrase):
-    fails(C.check_beam_step, C._beam_variant(**variant), match=phrase)
+    fails(C.check_beam_step, _beam_variant(**variant), match=phrase)
 
 
 def test_beam_step_notices_a_changed_input():
@@ -458,5 +461,5 @@ def test_beam_step_check_is_quick():
     start = time.perf_counter()
     C.check_beam_step(beam_step)
     C.check_decoder_mask(decoder_mask)
-    C.check_label_smoothing(C._smoothing_reference)
+    C.check_label_smoothing(_smoothing_reference)
     assert time.perf_counter() - start < 10

@@ -14,6 +14,9 @@ import torch
 
 from amla.checks import gpt as G
 from amla.checks.contract import summary, yours
+from amla.checks.gpt.merge_pair import _MERGE_MISTAKES, _MERGE_SPEC
+from amla.checks.gpt.pair_counts import _COUNT_MISTAKES, _COUNT_SPEC
+from amla.checks.gpt.top_p import _TOP_P_MISTAKES, _TOP_P_SPEC, _before64, _probs64, _top_p_cases
 from amla.transformers.gpt import top_p_probs
 from amla.transformers.text import merge_pair, pair_counts
 from checks_support import fails, not_done, passes, raise_not_done
@@ -87,7 +90,7 @@ def test_pair_counts_not_done_returns_the_reference_with_the_students_signature(
     assert reference([5, 5, 5]) == {(5, 5): 2}
 
 
-@pytest.mark.parametrize("mistake", G._COUNT_MISTAKES, ids=lambda m: m.description[:40])
+@pytest.mark.parametrize("mistake", _COUNT_MISTAKES, ids=lambda m: m.description[:40])
 def test_pair_counts_names_the_known_mistakes(mistake):
     fails(G.check_pair_counts, mistake.fn, match="it looks like " + _escaped(mistake.description))
 
@@ -228,7 +231,7 @@ def test_merge_pair_not_done_returns_the_reference_with_the_students_signature(c
     assert reference([5, 5, 5], (5, 5), 9) == [9, 5]
 
 
-@pytest.mark.parametrize("mistake", G._MERGE_MISTAKES, ids=lambda m: m.description[:40])
+@pytest.mark.parametrize("mistake", _MERGE_MISTAKES, ids=lambda m: m.description[:40])
 def test_merge_pair_names_the_known_mistakes(mistake):
     fails(G.check_merge_pair, mistake.fn, match="it looks like " + _escaped(mistake.description))
 
@@ -345,7 +348,7 @@ def test_top_p_not_done_returns_the_reference_with_the_students_signature(capsys
     torch.testing.assert_close(reference(logits, 0.9), top_p_probs(logits, 0.9))
 
 
-@pytest.mark.parametrize("mistake", G._TOP_P_MISTAKES, ids=lambda m: m.description[:40])
+@pytest.mark.parametrize("mistake", _TOP_P_MISTAKES, ids=lambda m: m.description[:40])
 def test_top_p_names_the_known_mistakes(mistake):
     fails(G.check_top_p, mistake.fn, match="it looks like " + _escaped(mistake.description))
 
@@ -443,7 +446,7 @@ def _escaped(text):
     return re.escape(text[:60])
 
 
-@pytest.mark.parametrize("spec", [G._COUNT_SPEC, G._MERGE_SPEC, G._TOP_P_SPEC], ids=["6.1", "6.2", "6.3"])
+@pytest.mark.parametrize("spec", [_COUNT_SPEC, _MERGE_SPEC, _TOP_P_SPEC], ids=["6.1", "6.2", "6.3"])
 def test_every_property_holds_for_the_reference_on_every_case(spec):
     for case in spec.cases():
         result = spec.reference(*case.args)
@@ -453,10 +456,10 @@ def test_every_property_holds_for_the_reference_on_every_case(spec):
 
 def test_no_cumulative_probability_lies_near_p():
     """So that `before >= p` and `cumsum > p` shifted by one (and float32 rounding) agree on every case."""
-    for case in G._top_p_cases():
-        probs, p = G._probs64(case)
+    for case in _top_p_cases():
+        probs, p = _probs64(case)
         if p < 1.0:
-            assert (G._before64(probs) - p).abs().min() > 1e-4, case.label
+            assert (_before64(probs) - p).abs().min() > 1e-4, case.label
 
 
 def test_checks_are_fast_and_do_not_move_the_global_rng():

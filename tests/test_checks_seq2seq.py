@@ -14,6 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from amla.checks import seq2seq as C
+from amla.checks.seq2seq.additive_attention import _attention_variant
+from amla.checks.seq2seq.monotone_fraction import _monotone_variant
+from amla.checks.seq2seq.teacher_forcing import _forcing_variant
 from amla.transformers.seq2seq import additive_attention, monotone_fraction, teacher_forced_logits, teacher_forcing_loss
 from amla.transformers.tasks import BOS_ID, PAD_ID
 from checks_support import fails, not_done, passes, raise_not_done
@@ -82,7 +85,7 @@ def test_attention_not_done_returns_a_reference_with_the_students_signature(caps
     ],
 )
 def test_attention_names_the_known_mistakes(variant, phrase):
-    fails(C.check_additive_attention, C._attention_variant(**variant), match=phrase)
+    fails(C.check_additive_attention, _attention_variant(**variant), match=phrase)
 
 
 def test_attention_notices_a_changed_input():
@@ -225,7 +228,7 @@ def test_forcing_not_done_returns_the_reference(capsys):
     ],
 )
 def test_forcing_names_the_known_mistakes(variant, phrase):
-    fails(C.check_teacher_forcing, C._forcing_variant(**variant), match=phrase)
+    fails(C.check_teacher_forcing, _forcing_variant(**variant), match=phrase)
 
 
 def test_forcing_notices_a_changed_input():
@@ -368,7 +371,7 @@ def test_monotone_not_done_returns_a_reference_with_the_students_signature(capsy
     ],
 )
 def test_monotone_names_the_known_mistakes(variant, phrase):
-    fails(C.check_monotone_fraction, C._monotone_variant(**variant), match=phrase)
+    fails(C.check_monotone_fraction, _monotone_variant(**variant), match=phrase)
 
 
 def test_monotone_notices_a_changed_input():

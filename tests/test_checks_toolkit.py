@@ -21,6 +21,9 @@ import torch
 from torch import nn
 
 from amla.checks import toolkit as T
+from amla.checks.toolkit.lr_schedule import _schedule_variant, reference_lr_at
+from amla.checks.toolkit.resume import _without, reference_load, reference_save
+from amla.checks.toolkit.train_step import _step_variant, reference_train_step
 from amla.toolkit.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from amla.toolkit.precision import autocast
 from checks_support import fails, not_done, passes, raise_not_done
@@ -82,7 +85,7 @@ def _step_manual_clip(model, micro_batches, optimizer, scaler, dtype, max_norm):
     return total
 
 
-@pytest.mark.parametrize("fn", [_step, _step_zero_at_the_end, _step_manual_clip, T.reference_train_step],
+@pytest.mark.parametrize("fn", [_step, _step_zero_at_the_end, _step_manual_clip, reference_train_step],
                          ids=lambda f: f.__name__)
 def test_train_step_accepts_correct_answers_written_differently(fn, capsys):
     passes(T.check_train_step, fn)
@@ -91,7 +94,7 @@ def test_train_step_accepts_correct_answers_written_differently(fn, capsys):
 
 def test_train_step_not_done_returns_a_reference_with_the_students_signature(capsys):
     reference = not_done(T.check_train_step, raise_not_done, capsys=capsys)
-    assert reference is T.reference_train_step
+    assert reference is reference_train_step
     model = nn.Linear(3, 2)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     micro = [(torch.randn(4, 3), torch.tensor([0, 1, 0, 1]))] * 2
@@ -118,7 +121,7 @@ def test_train_step_not_done_returns_a_reference_with_the_students_signature(cap
     ],
 )
 def test_train_step_names_the_known_mistakes(variant, phrase):
-    fails(T.check_train_step, T._step_variant(**variant), match=phrase)
+    fails(T.check_train_step, _step_variant(**variant), match=phrase)
 
 
 def test_train_step_catches_gradients_left_over_from_the_previous_step():
@@ -285,7 +288,7 @@ def _lr_cosine_of_remaining(step, max_lr, warmup, total, min_lr):  # the cosine 
     return min_lr + (max_lr - min_lr) * (1 - math.cos(math.pi * remaining)) / 2
 
 
-@pytest.mark.parametrize("fn", [_lr, _lr_clamped_progress, _lr_cosine_of_remaining, T.reference_lr_at],
+@pytest.mark.parametrize("fn", [_lr, _lr_clamped_progress, _lr_cosine_of_remaining, reference_lr_at],
                          ids=lambda f: f.__name__)
 def test_schedule_accepts_correct_answers_written_differently(fn):
     passes(T.check_lr_schedule, fn)
@@ -309,7 +312,7 @@ def test_schedule_not_done_returns_a_reference_with_the_students_signature(capsy
     ],
 )
 def test_schedule_names_the_known_mistakes(kind, phrase):
-    fails(T.check_lr_schedule, T._schedule_variant(kind), match=phrase)
+    fails(T.check_lr_schedule, _schedule_variant(kind), match=phrase)
 
 
 # A changed input cannot occur for 1.2: its arguments are numbers.
@@ -415,7 +418,7 @@ def _load_file_object(path, model, optimizer, scheduler):
 
 
 @pytest.mark.parametrize("pair", [(_save, _load), (_save_with_the_toolkit, _load_with_the_toolkit),
-                                  (_save_file_object, _load_file_object), (T.reference_save, T.reference_load)],
+                                  (_save_file_object, _load_file_object), (reference_save, reference_load)],
                          ids=["notebook", "toolkit", "file_object_tensor_step", "reference"])
 def test_resume_accepts_correct_answers_written_differently(pair, capsys):
     passes(T.check_resume, *pair)
@@ -425,14 +428,14 @@ def test_resume_accepts_correct_answers_written_differently(pair, capsys):
 
 def test_resume_not_done_returns_both_references(tmp_path, capsys):
     save, load = not_done(T.check_resume, raise_not_done, raise_not_done, capsys=capsys)
-    assert (save, load) == (T.reference_save, T.reference_load)
+    assert (save, load) == (reference_save, reference_load)
     model = nn.Linear(2, 2)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     save(str(tmp_path / "s.pt"), model, opt, sched, 3)
     assert load(str(tmp_path / "s.pt"), model, opt, sched) == 3
     _, load_only = not_done(T.check_resume, _save, raise_not_done, capsys=capsys)  # half done is not done
-    assert load_only is T.reference_load
+    assert load_only is reference_load
 
 
 @pytest.mark.parametrize(
@@ -447,7 +450,7 @@ def test_resume_not_done_returns_both_references(tmp_path, capsys):
     ],
 )
 def test_resume_names_the_known_mistakes(piece, phrase):
-    fails(T.check_resume, *T._without(piece), match=phrase)
+    fails(T.check_resume, *_without(piece), match=phrase)
 
 
 def test_resume_wants_weights_only_and_the_same_keys():

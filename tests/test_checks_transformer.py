@@ -15,7 +15,12 @@ import torch
 import torch.nn.functional as F
 
 from amla.checks import transformer as C
+from amla.checks.transformer.mha_forward import _mha_variant
+from amla.checks.transformer.sinusoidal import _sinusoidal_variant
+from amla.checks.transformer.split_heads import _split_variant
+from amla.checks.transformer.transformer_block import _block_variant
 from amla.transformers import nn as N
+from amla.transformers.positions import sinusoidal_table
 from checks_support import fails, not_done, passes, raise_not_done
 
 # --- Exercise 4.1 ------------------------------------------------------------------------------------------
@@ -62,7 +67,7 @@ def test_split_heads_not_done_returns_the_reference(capsys):
     ("heads_is_dhead", "number of heads was used as the size of a head"),
 ])
 def test_split_heads_names_the_known_mistakes(kind, phrase):
-    fails(C.check_split_heads, C._split_variant(kind), match=phrase)
+    fails(C.check_split_heads, _split_variant(kind), match=phrase)
 
 
 def test_split_heads_notices_a_changed_input():
@@ -180,7 +185,7 @@ def test_mha_not_done_returns_the_reference(capsys):
     (dict(axis=-2), r"softmax is taken over the queries \(dim=-2\)"),
 ])
 def test_mha_names_the_known_mistakes(variant, phrase):
-    fails(C.check_mha_forward, C._mha_variant(**variant), match=phrase)
+    fails(C.check_mha_forward, _mha_variant(**variant), match=phrase)
 
 
 def test_mha_refuses_to_call_the_module_itself():
@@ -307,7 +312,7 @@ def test_sinusoidal_accepts_correct_answers_written_differently(fn, capsys):
 
 
 def test_sinusoidal_not_done_returns_the_reference(capsys):
-    assert not_done(C.check_sinusoidal, raise_not_done, capsys=capsys) is N.sinusoidal_table
+    assert not_done(C.check_sinusoidal, raise_not_done, capsys=capsys) is sinusoidal_table
 
 
 @pytest.mark.parametrize("kind, phrase", [
@@ -319,7 +324,7 @@ def test_sinusoidal_not_done_returns_the_reference(capsys):
     ("base_1000", "base is 1000"),
 ])
 def test_sinusoidal_names_the_known_mistakes(kind, phrase):
-    fails(C.check_sinusoidal, C._sinusoidal_variant(kind), match=phrase)
+    fails(C.check_sinusoidal, _sinusoidal_variant(kind), match=phrase)
 
 
 def test_sinusoidal_refuses_the_wrong_dtype_and_type():
@@ -397,7 +402,7 @@ def test_block_not_done_returns_the_reference(capsys):
     ("no_mask", "mask is not passed on to the attention"),
 ])
 def test_block_names_the_known_mistakes(kind, phrase):
-    fails(C.check_transformer_block, C._block_variant(kind), match=phrase)
+    fails(C.check_transformer_block, _block_variant(kind), match=phrase)
 
 
 def test_block_refuses_to_call_the_block_itself():

@@ -1,11 +1,11 @@
 """The real course: set-up files agree, notebooks are fresh and shaped as promised."""
 
 import re
-import tomllib
 from pathlib import Path
 
 import nbformat
 import pytest
+import tomllib
 import yaml
 
 from amla.course import build as B

@@ -1,7 +1,4 @@
-import json
-import os
 import urllib.error
-from pathlib import Path
 
 import pytest
 import torch

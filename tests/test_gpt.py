@@ -184,7 +184,7 @@ def test_the_top_p_hook_is_used_only_for_top_p_and_gets_tempered_logits():
 def test_the_top_p_hook_bad_input_gives_one_line_errors():
     logits = torch.tensor([[0.0, 3.0, 1.0, 2.0]])
     with pytest.raises(TypeError, match=r"^sample_next: top_p_fn must be a function like top_p_probs\(logits, p, "
-                                        r"temperature\) -> probs, got float$"):
+                                        r"temperature\) -> probs or None, got float$"):
         sample_next(logits, top_p=0.9, top_p_fn=0.9)
     with pytest.raises(TypeError, match=r"^generate: top_p_fn must be a function"):
         generate(_model(), torch.zeros(1, 1, dtype=torch.long), 2, top_p=0.9, top_p_fn="top_p_probs")

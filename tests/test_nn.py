@@ -5,20 +5,21 @@ import torch
 from torch import nn
 
 from amla.transformers.attention import causal_mask, padding_mask, to_additive
+from amla.transformers.encoder import TransformerEncoder, TransformerFunctions
 from amla.transformers.nn import (
     FeedForward,
-    LearnedPositionalEncoding,
     MultiHeadAttention,
-    RotaryEmbedding,
-    SinusoidalPositionalEncoding,
     TransformerBlock,
-    TransformerEncoder,
-    TransformerFunctions,
     block_forward,
     merge_heads,
     mha_forward,
-    sinusoidal_table,
     split_heads,
+)
+from amla.transformers.positions import (
+    LearnedPositionalEncoding,
+    RotaryEmbedding,
+    SinusoidalPositionalEncoding,
+    sinusoidal_table,
 )
 
 # --- heads -------------------------------------------------------------------------------------------
@@ -438,7 +439,7 @@ def _returns_wrong_shape(block, x, mask=None):
      "mha_forward takes bool masks"),
     (lambda: MultiHeadAttention(8, 2, mha_forward=lambda m, x, kv, mask: (x[:, :1], None))(torch.randn(2, 3, 8)),
      r"mha_forward must return \(out \(2, 3, 8\), weights\), got out \(2, 1, 8\)"),
-    (lambda: MultiHeadAttention(8, 2, mha_forward="mine"), "mha_forward must be a function or None, got str"),
+    (lambda: MultiHeadAttention(8, 2, mha_forward="mine"), r"mha_forward must be a function like .* or None, got str"),
     (lambda: TransformerBlock(8, 2, 16, cross_attention=True, block_forward=block_forward),
      "block_forward knows no cross-attention"),
     (lambda: TransformerBlock(8, 2, 16, block_forward=block_forward)(torch.randn(2, 3, 8), rope=RotaryEmbedding(4, 8)),

@@ -4,8 +4,15 @@ import pytest
 import torch
 
 from amla.toolkit import data
-from amla.transformers.text import (BPETokenizer, CharTokenizer, TokenWindows, load_corpus, merge_pair, pair_counts,
-                                    train_bpe)
+from amla.transformers.text import (
+    BPETokenizer,
+    CharTokenizer,
+    TokenWindows,
+    load_corpus,
+    merge_pair,
+    pair_counts,
+    train_bpe,
+)
 
 
 def test_load_corpus_reads_the_shared_tiny_shakespeare(capsys):
@@ -183,7 +190,7 @@ def test_bpe_hooks_are_used():
 
 def test_bpe_bad_input_gives_one_line_errors():
     with pytest.raises(TypeError,
-                       match=r"^train_bpe: pair_counts_fn must be a function like pair_counts\(ids\) -> dict, got int$"):
+                       match=r"^train_bpe: pair_counts_fn must be a function like pair_counts\(ids\) -> dict or None, got int$"):
         train_bpe("abab", 2, pair_counts_fn=3)
     with pytest.raises(TypeError, match=r"^BPETokenizer: merge_pair_fn must be a function like merge_pair"):
         BPETokenizer([], merge_pair_fn="merge")

@@ -35,8 +35,8 @@ def _root(args: argparse.Namespace) -> Path:
 
 
 def _profile(args: argparse.Namespace) -> str:
-    from amla.toolkit.env import profile  # imports torch, so only when needed
     from amla.course.runner import check_profile
+    from amla.toolkit.env import profile  # imports torch, so only when needed
 
     return check_profile(args.profile or profile())
 
@@ -102,8 +102,8 @@ def format_table(rows: list[tuple[str, str, str, float]]) -> str:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from amla.toolkit.env import pick_device
     from amla.course.runner import execute, notebooks
+    from amla.toolkit.env import pick_device
 
     root = _root(args)
     profile = _profile(args)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor
 
 
@@ -16,3 +18,12 @@ def check_int(owner: str, name: str, value: object, least: int = 1) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < least:
         raise ValueError(f"{owner}: {name} must be an int >= {least}, got {value!r}")
     return value
+
+
+def check_hook(owner: str, name: str, fn: object, signature: str) -> Any:
+    """``fn`` if it is a function or None: the optional parameters through which a student's exercise plugs into the
+    package (``Trainer(step_fn=...)``, ``EncoderDecoder(decoder_mask_fn=...)``, ...). Else a one-line ``TypeError``:
+    ``EncoderDecoder: decoder_mask_fn must be a function like decoder_mask(tgt_in) -> mask or None, got int``."""
+    if fn is not None and not callable(fn):
+        raise TypeError(f"{owner}: {name} must be a function like {signature} or None, got {type(fn).__name__}")
+    return fn

@@ -30,8 +30,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from amla.toolkit.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from amla.toolkit.precision import PRECISIONS, autocast, autocast_dtype, grad_scaler
 from amla.toolkit.env import pick_device
+from amla.toolkit.errors import check_hook
+from amla.toolkit.precision import PRECISIONS, autocast, autocast_dtype, grad_scaler
 
 Batch = Sequence[torch.Tensor]
 
@@ -259,6 +260,8 @@ class Trainer:
         collate_fn: Callable[[list[Any]], Batch] | None = None,
     ):
         self.config = c = config or TrainConfig()
+        check_hook("Trainer", "step_fn", step_fn, "train_step(model, micro_batches, optimizer, scaler, dtype, max_norm)")
+        check_hook("Trainer", "lr_fn", lr_fn, "lr_at(step, max_lr, warmup, total, min_lr) -> float")
         if step_fn is not None and loss_fn is not default_loss:
             raise ValueError("pass step_fn or loss_fn, not both: step_fn computes the cross-entropy itself")
         self.device = torch.device(device) if device is not None else pick_device()

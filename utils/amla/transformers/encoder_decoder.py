@@ -25,11 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from amla.transformers.attention import causal_mask
-from amla.toolkit.errors import shape_text
-from amla.transformers.nn import LearnedPositionalEncoding, SinusoidalPositionalEncoding, TransformerBlock, TransformerEncoder
-from amla.transformers.tasks import BOS_ID, EOS_ID, PAD_ID
+from amla.toolkit.errors import check_hook, shape_text
 from amla.toolkit.train import eval_batches
+from amla.transformers.attention import causal_mask
+from amla.transformers.encoder import TransformerEncoder
+from amla.transformers.nn import TransformerBlock
+from amla.transformers.positions import LearnedPositionalEncoding, SinusoidalPositionalEncoding
+from amla.transformers.tasks import BOS_ID, EOS_ID, PAD_ID
 
 __all__ = [
     "EncoderDecoder",
@@ -71,11 +73,6 @@ LossFn = Callable[[Tensor, Tensor, float], Tensor]
 BeamStepFn = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tensor]]
 
 
-def _callable(owner: str, name: str, fn: object, signature: str) -> None:
-    if fn is not None and not callable(fn):
-        raise TypeError(f"{owner}: {name} must be a function {signature} or None, got {type(fn).__name__}")
-
-
 def shift_right(tgt: Tensor) -> Tensor:
     """The decoder's input for teacher forcing: ``<bos>`` then the targets without their last token."""
     _ids("shift_right: tgt", tgt)
@@ -113,7 +110,7 @@ class EncoderDecoder(nn.Module):
         super().__init__()
         if pos not in ("sinusoidal", "learned"):
             raise ValueError(f"EncoderDecoder: pos must be 'sinusoidal' or 'learned', got {pos!r}")
-        _callable("EncoderDecoder", "decoder_mask_fn", decoder_mask_fn, "tgt_in [B, T] -> bool mask [B, 1, T, T]")
+        check_hook("EncoderDecoder", "decoder_mask_fn", decoder_mask_fn, "decoder_mask(tgt_in) -> bool [B, 1, T, T]")
         self.decoder_mask_fn: MaskFn = decoder_mask if decoder_mask_fn is None else decoder_mask_fn
         d_ff = 4 * d_model if d_ff is None else d_ff
         n_dec_layers = n_layers if n_dec_layers is None else n_dec_layers
@@ -189,7 +186,7 @@ def translation_loss(model: EncoderDecoder, batch: Sequence[Tensor], smoothing: 
 
     ``loss(logits [B, T, V], targets [B, T], smoothing) -> 0-d tensor`` (default: ``label_smoothed_cross_entropy``;
     Exercise 5.2 passes the student's)."""
-    _callable("translation_loss", "loss", loss, "(logits, targets, smoothing) -> 0-d tensor")
+    check_hook("translation_loss", "loss", loss, "label_smoothed_cross_entropy(logits, targets, smoothing) -> loss")
     src, tgt = batch[0], batch[1]
     value = (label_smoothed_cross_entropy if loss is None else loss)(model(src, tgt), tgt, smoothing)
     if not isinstance(value, Tensor) or value.dim() != 0:
@@ -282,7 +279,7 @@ def beam_search(model: EncoderDecoder, src: Tensor, max_len: int, beam_size: int
     _check_decode("beam_search", src, max_len)
     if not isinstance(beam_size, int) or beam_size < 1:
         raise ValueError(f"beam_search: beam_size must be a positive int, got {beam_size!r}")
-    _callable("beam_search", "beam_step_fn", beam_step_fn, _STEP_SIGNATURE)
+    check_hook("beam_search", "beam_step_fn", beam_step_fn, _STEP_SIGNATURE)
     step = beam_step if beam_step_fn is None else beam_step_fn
     b, k = src.shape[0], beam_size
     memory, mask = model.encode(src)
@@ -319,7 +316,7 @@ def exact_match(model: EncoderDecoder, src: Tensor, tgt: Tensor, batch_size: int
     """
     if src.shape[0] != tgt.shape[0]:
         raise ValueError(f"exact_match: src {shape_text(src)} and tgt {shape_text(tgt)} must have the same number of rows")
-    _callable("exact_match", "beam_step_fn", beam_step_fn, _STEP_SIGNATURE)
+    check_hook("exact_match", "beam_step_fn", beam_step_fn, _STEP_SIGNATURE)
     hits = []
     for s, t in eval_batches(model, (src, tgt), batch_size):
         if beam_size == 1:

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from amla.toolkit.errors import check_hook
 from amla.transformers.attention import causal_mask
 from amla.transformers.nn import merge_heads, split_heads
 
@@ -236,13 +237,7 @@ def top_p_probs(logits: Tensor, p: float, temperature: float = 1.0) -> Tensor:
 
 
 TopP = Callable[[Tensor, float, float], Tensor]
-
-
-def _top_p_hook(owner: str, top_p_fn: TopP | None) -> TopP | None:
-    if top_p_fn is not None and not callable(top_p_fn):
-        raise TypeError(f"{owner}: top_p_fn must be a function like top_p_probs(logits, p, temperature) -> probs, "
-                        f"got {type(top_p_fn).__name__}")
-    return top_p_fn
+_TOP_P_SIGNATURE = "top_p_probs(logits, p, temperature) -> probs"
 
 
 def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
@@ -253,7 +248,7 @@ def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int | None = No
     ``top_p_fn(logits, p, temperature) -> probs`` computes the nucleus (default: ``top_p_probs``); Hour 06 passes
     the student's. It gets the logits already divided by the temperature (and top-k filtered), with temperature 1.
     """
-    _top_p_hook("sample_next", top_p_fn)
+    check_hook("sample_next", "top_p_fn", top_p_fn, _TOP_P_SIGNATURE)
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)
     if temperature < 0:
@@ -289,7 +284,7 @@ def generate(model: GPT, idx: Tensor, max_new_tokens: int, *, temperature: float
     fits in ``block_size`` (prompt + new tokens - 1 <= block_size). Beyond that, learned positions cannot be
     shifted inside a cache: the cached version then starts again from the last ``block_size // 2`` tokens.
     """
-    _top_p_hook("generate", top_p_fn)
+    check_hook("generate", "top_p_fn", top_p_fn, _TOP_P_SIGNATURE)
     was_training = model.training
     model.eval()
     block = model.config.block_size

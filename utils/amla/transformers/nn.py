@@ -4,75 +4,44 @@
 - ``MultiHeadAttention``: separate q/k/v projections, ``H`` heads of scaled dot-product attention, an output
   projection. Self-attention when ``kv`` is None, cross-attention otherwise. ``need_weights=False`` runs
   ``torch.nn.functional.scaled_dot_product_attention`` (fast); ``need_weights=True`` runs
-  ``amla.transformers.attention.scaled_dot_product_attention`` and returns the weights ``[B, H, Tq, Tk]``; same output.
-- ``SinusoidalPositionalEncoding``, ``LearnedPositionalEncoding`` (added to ``x [B, T, d]``) and
-  ``RotaryEmbedding`` (rotates q and k ``[B, H, T, d_head]``, so scores depend on relative positions).
-- ``FeedForward`` (Linear, GELU, Linear), ``TransformerBlock`` (pre-norm or post-norm, optional
-  cross-attention), ``TransformerEncoder`` (embedding, positions, ``n_layers`` blocks).
-- ``mha_forward``, ``block_forward``: the reference forward passes of Exercises 4.2 and 4.4 (``sinusoidal_table``
-  is that of 4.3). A student's versions plug in through explicit, optional parameters (default None: the
-  package's own path): ``MultiHeadAttention(..., mha_forward=fn)``, ``TransformerBlock(..., block_forward=fn,
-  mha_forward=fn)``, ``SinusoidalPositionalEncoding(..., sinusoidal_encoding=fn)``, and all three at once
-  ``TransformerEncoder(..., functions=TransformerFunctions(mha_forward=..., block_forward=...,
-  sinusoidal_encoding=...))``.
+  ``amla.transformers.attention.scaled_dot_product_attention`` and returns the weights ``[B, H, Tq, Tk]``; same
+  output.
+- ``FeedForward`` (Linear, GELU, Linear), ``TransformerBlock`` (pre-norm or post-norm, optional cross-attention).
+  The positions are in ``amla.transformers.positions``, the whole encoder in ``amla.transformers.encoder``.
+- ``mha_forward``, ``block_forward``: the reference forward passes of Exercises 4.2 and 4.4. A student's versions
+  plug in through explicit, optional parameters (default None: the package's own path):
+  ``MultiHeadAttention(..., mha_forward=fn)`` and ``TransformerBlock(..., block_forward=fn, mha_forward=fn)``.
 
-Masks follow ``amla.transformers.attention``: bool (True = may attend) or float (added to the scores), broadcastable to
-``[B, H, Tq, Tk]``. A 3-D mask is read as ``[B, Tq or 1, Tk]`` and shared by all heads, so the output of
-``amla.transformers.attention.padding_mask(lengths)`` (``[B, 1, T]``) can be passed as it is.
+Masks follow ``amla.transformers.attention``: bool (True = may attend) or float (added to the scores),
+broadcastable to ``[B, H, Tq, Tk]``. A 3-D mask is read as ``[B, Tq or 1, Tk]`` and shared by all heads, so the
+output of ``amla.transformers.attention.padding_mask(lengths)`` (``[B, 1, T]``) can be passed as it is.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from amla.toolkit.errors import check_hook, check_int, shape_text
 from amla.transformers.attention import causal_mask, scaled_dot_product_attention
-from amla.toolkit.errors import check_int, shape_text
+from amla.transformers.positions import RotaryEmbedding
 
 __all__ = [
     "FeedForward",
-    "LearnedPositionalEncoding",
     "MultiHeadAttention",
-    "RotaryEmbedding",
-    "SinusoidalPositionalEncoding",
     "TransformerBlock",
-    "TransformerEncoder",
-    "TransformerFunctions",
     "block_forward",
     "merge_heads",
     "mha_forward",
-    "sinusoidal_table",
     "split_heads",
 ]
 
 MhaForward = Callable[..., "tuple[Tensor, Tensor]"]  # (mha, x, kv=None, mask=None) -> (out, weights)
 BlockForward = Callable[..., Tensor]  # (block, x, mask=None) -> x
-SinusoidalEncoding = Callable[[int, int], Tensor]  # (max_len, d_model) -> [max_len, d_model]
-
-
-@dataclass(frozen=True)
-class TransformerFunctions:
-    """The student's pieces of Hour 04 for ``TransformerEncoder(..., functions=...)``; None keeps the package's.
-
-    ``mha_forward(mha, x, kv=None, mask=None) -> (out, weights)`` runs every attention layer,
-    ``block_forward(block, x, mask=None) -> x`` every block, ``sinusoidal_encoding(max_len, d_model)`` makes the
-    table of the sinusoidal positions.
-    """
-
-    mha_forward: MhaForward | None = None
-    block_forward: BlockForward | None = None
-    sinusoidal_encoding: SinusoidalEncoding | None = None
-
-
-def _callable_or_none(owner: str, name: str, fn: object) -> None:
-    if fn is not None and not callable(fn):
-        raise TypeError(f"{owner}: {name} must be a function or None, got {type(fn).__name__}")
 
 
 # --- heads -------------------------------------------------------------------------------------------
@@ -97,122 +66,6 @@ def merge_heads(x: Tensor) -> Tensor:
         raise ValueError(f"merge_heads: x must be [B, H, T, d_head], got {shape_text(x)}")
     b, h, t, dh = x.shape
     return x.transpose(1, 2).reshape(b, t, h * dh)
-
-
-# --- positions ---------------------------------------------------------------------------------------
-
-
-def sinusoidal_table(max_len: int, d_model: int) -> Tensor:
-    """``[max_len, d_model]``: ``PE[p, 2i] = sin(p / 10000^(2i/d))``, ``PE[p, 2i+1] = cos(p / 10000^(2i/d))``."""
-    check_int("sinusoidal_table", "max_len", max_len)
-    if check_int("sinusoidal_table", "d_model", d_model) % 2:
-        raise ValueError(f"sinusoidal_table: d_model must be even, got {d_model}")
-    pos = torch.arange(max_len, dtype=torch.float64)[:, None]
-    freq = 10000.0 ** (-torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)
-    table = torch.zeros(max_len, d_model, dtype=torch.float64)
-    table[:, 0::2] = torch.sin(pos * freq)
-    table[:, 1::2] = torch.cos(pos * freq)
-    return table.float()
-
-
-def _check_positions(owner: str, x: Tensor, d_model: int, max_len: int, offset: int) -> None:
-    if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[-1] != d_model:
-        raise ValueError(f"{owner}: x must be [B, T, {d_model}], got {shape_text(x)}")
-    if offset < 0 or offset + x.shape[1] > max_len:
-        raise ValueError(f"{owner}: positions {offset}..{offset + x.shape[1] - 1} exceed max_len={max_len}")
-
-
-class SinusoidalPositionalEncoding(nn.Module):
-    """Adds the fixed sinusoidal table of "Attention is all you need" to ``x [B, T, d_model]``.
-
-    ``sinusoidal_encoding(max_len, d_model)`` (e.g. the student's, Exercise 4.3) makes the table instead of
-    ``sinusoidal_table``; it is called once, here.
-    """
-
-    pe: Tensor
-
-    def __init__(self, d_model: int, max_len: int, *, sinusoidal_encoding: SinusoidalEncoding | None = None) -> None:
-        super().__init__()
-        self.d_model, self.max_len = d_model, max_len
-        _callable_or_none("SinusoidalPositionalEncoding", "sinusoidal_encoding", sinusoidal_encoding)
-        if sinusoidal_encoding is None:
-            table = sinusoidal_table(max_len, d_model)
-        else:
-            table = sinusoidal_encoding(max_len, d_model)
-            if not isinstance(table, Tensor) or table.shape != (max_len, d_model) or not table.is_floating_point():
-                raise ValueError(f"SinusoidalPositionalEncoding: sinusoidal_encoding({max_len}, {d_model}) must "
-                                 f"return a float tensor [{max_len}, {d_model}], got {shape_text(table)}")
-            table = table.detach().float()
-        self.register_buffer("pe", table, persistent=False)
-
-    def forward(self, x: Tensor, offset: int = 0) -> Tensor:
-        _check_positions("SinusoidalPositionalEncoding", x, self.d_model, self.max_len, offset)
-        return x + self.pe[offset : offset + x.shape[1]].to(x.dtype)
-
-
-class LearnedPositionalEncoding(nn.Module):
-    """Adds a trained vector per position (``nn.Embedding(max_len, d_model)``, initialised N(0, init_std^2)).
-
-    The default ``init_std=1.0`` matches ``nn.Embedding``'s token embeddings; with a much smaller one (GPT-2 uses
-    0.02 for tokens *and* positions) the positions start drowned out by N(0, 1) token embeddings.
-    """
-
-    def __init__(self, d_model: int, max_len: int, init_std: float = 1.0) -> None:
-        super().__init__()
-        self.d_model = check_int("LearnedPositionalEncoding", "d_model", d_model)
-        self.max_len = check_int("LearnedPositionalEncoding", "max_len", max_len)
-        self.embedding = nn.Embedding(max_len, d_model)
-        nn.init.normal_(self.embedding.weight, std=init_std)
-
-    def forward(self, x: Tensor, offset: int = 0) -> Tensor:
-        _check_positions("LearnedPositionalEncoding", x, self.d_model, self.max_len, offset)
-        return x + self.embedding.weight[offset : offset + x.shape[1]]
-
-
-class RotaryEmbedding(nn.Module):
-    """Rotary position embedding (RoPE): rotate pairs of q/k features by an angle proportional to the position.
-
-    Feature ``i`` is paired with feature ``i + d_head/2`` (the "rotate-half" layout); the pair is rotated by
-    ``p * base^(-2i/d_head)`` at position ``p``. Since rotations compose, ``rot(q, m) . rot(k, n)`` depends only
-    on ``n - m``: attention sees relative positions. Nothing is learned and nothing is added to the values.
-    """
-
-    cos: Tensor
-    sin: Tensor
-
-    def __init__(self, d_head: int, max_len: int, base: float = 10000.0) -> None:
-        super().__init__()
-        if check_int("RotaryEmbedding", "d_head", d_head) % 2:
-            raise ValueError(f"RotaryEmbedding: d_head must be even, got {d_head}")
-        self.d_head, self.max_len, self.base = d_head, check_int("RotaryEmbedding", "max_len", max_len), base
-        freq = base ** (-torch.arange(0, d_head, 2, dtype=torch.float64) / d_head)  # [d_head / 2]
-        angle = torch.arange(max_len, dtype=torch.float64)[:, None] * freq  # [max_len, d_head / 2]
-        self.register_buffer("cos", angle.cos().float(), persistent=False)
-        self.register_buffer("sin", angle.sin().float(), persistent=False)
-
-    def rotate(self, x: Tensor, offset: int = 0) -> Tensor:
-        """Rotate ``x [..., T, d_head]`` as if its positions were ``offset .. offset + T - 1``."""
-        if not isinstance(x, Tensor) or x.dim() < 2 or x.shape[-1] != self.d_head:
-            raise ValueError(f"RotaryEmbedding: expected [..., T, {self.d_head}], got {shape_text(x)}")
-        t = x.shape[-2]
-        if offset < 0 or offset + t > self.max_len:
-            raise ValueError(f"RotaryEmbedding: positions {offset}..{offset + t - 1} exceed max_len={self.max_len}")
-        cos = self.cos[offset : offset + t].to(x.dtype)
-        sin = self.sin[offset : offset + t].to(x.dtype)
-        x1, x2 = x.chunk(2, dim=-1)
-        return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
-
-    def apply(self, q, k=None, offset: int = 0):  # type: ignore[override]  # noqa: ANN001, ANN201
-        """Rotate q and k ``[B, H, T, d_head]`` (positions start at ``offset``, e.g. with a key-value cache).
-
-        Returns ``(q_rotated, k_rotated)``. Called with a single function (``model.apply(init_fn)``), it does
-        what ``nn.Module.apply`` does, so initialising a model that holds a RotaryEmbedding still works.
-        """
-        if k is None and callable(q) and not isinstance(q, Tensor):
-            return super().apply(q)
-        if k is None:
-            raise ValueError("RotaryEmbedding.apply: pass both q and k ([B, H, T, d_head])")
-        return self.rotate(q, offset), self.rotate(k, offset)
 
 
 # --- multi-head attention ----------------------------------------------------------------------------
@@ -271,7 +124,7 @@ class MultiHeadAttention(nn.Module):
     def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True, *,
                  mha_forward: MhaForward | None = None) -> None:
         super().__init__()
-        _callable_or_none("MultiHeadAttention", "mha_forward", mha_forward)
+        check_hook("MultiHeadAttention", "mha_forward", mha_forward, "mha_forward(mha, x, kv, mask) -> (out, weights)")
         self.mha_forward = mha_forward
         check_int("MultiHeadAttention", "d_model", d_model)
         check_int("MultiHeadAttention", "n_heads", n_heads)
@@ -321,11 +174,7 @@ class MultiHeadAttention(nn.Module):
             if mask.is_floating_point():
                 mask = mask.to(q.dtype)
         if is_causal:
-            causal = causal_mask(x.shape[1], kv.shape[1], device=x.device, align="bottom_right")
-            if mask is None:
-                mask = causal
-            else:
-                mask = mask & causal if mask.dtype == torch.bool else mask.masked_fill(~causal, -math.inf)
+            mask = _with_causal(mask, x.shape[1], kv.shape[1], x.device)
         p = self.dropout if self.training else 0.0
         weights: Tensor | None = None
         if need_weights:
@@ -401,7 +250,7 @@ class TransformerBlock(nn.Module):
                  cross_attention: bool = False, block_forward: BlockForward | None = None,
                  mha_forward: MhaForward | None = None) -> None:
         super().__init__()
-        _callable_or_none("TransformerBlock", "block_forward", block_forward)
+        check_hook("TransformerBlock", "block_forward", block_forward, "block_forward(block, x, mask) -> x")
         if block_forward is not None and cross_attention:
             raise ValueError("TransformerBlock: block_forward knows no cross-attention; build the block without "
                              "cross_attention, or without block_forward")
@@ -486,65 +335,3 @@ class TransformerBlock(nn.Module):
         return out, weights, None
 
 
-class TransformerEncoder(nn.Module):
-    """Token embedding, positions (``"sinusoidal"``, ``"learned"``, ``"rope"`` or ``"none"``), ``n_layers`` blocks.
-
-    With ``norm_first`` a final LayerNorm follows the last block (pre-norm leaves the residual stream
-    un-normalised). ``forward(tokens, mask=None, need_weights=False)`` returns ``(hidden [B, T, d_model],
-    weights [L, B, H, T, T] or None)``.
-
-    ``functions``: a ``TransformerFunctions`` whose set fields replace the package's attention (every block's
-    ``mha_forward``), block (``block_forward``) and sinusoidal table (``sinusoidal_encoding``); see
-    ``MultiHeadAttention`` and ``TransformerBlock`` for what they cannot do (rope is refused here).
-    """
-
-    def __init__(self, vocab_size: int, d_model: int, n_heads: int, n_layers: int, d_ff: int, max_len: int,
-                 dropout: float = 0.0, *, norm_first: bool = True,
-                 pos: Literal["sinusoidal", "learned", "rope", "none"] = "sinusoidal",
-                 functions: TransformerFunctions | None = None) -> None:
-        super().__init__()
-        if pos not in ("sinusoidal", "learned", "rope", "none"):
-            raise ValueError(f"TransformerEncoder: pos must be 'sinusoidal', 'learned', 'rope' or 'none', got {pos!r}")
-        check_int("TransformerEncoder", "n_layers", n_layers)
-        if functions is not None and not isinstance(functions, TransformerFunctions):
-            raise TypeError(f"TransformerEncoder: functions must be a TransformerFunctions or None, got "
-                            f"{type(functions).__name__}")
-        fns = functions or TransformerFunctions()
-        if pos == "rope" and (fns.mha_forward is not None or fns.block_forward is not None):
-            raise ValueError("TransformerEncoder: mha_forward and block_forward know no rope; use pos='sinusoidal', "
-                             "'learned' or 'none' with them")
-        if pos != "sinusoidal" and fns.sinusoidal_encoding is not None:
-            raise ValueError(f"TransformerEncoder: sinusoidal_encoding is given but pos={pos!r}; it is used only with "
-                             "pos='sinusoidal'")
-        self.max_len, self.pos_kind = max_len, pos
-        self.embed = nn.Embedding(vocab_size, d_model)
-        self.pos: nn.Module | None = None
-        self.rope: RotaryEmbedding | None = None
-        if pos == "sinusoidal":
-            self.pos = SinusoidalPositionalEncoding(d_model, max_len, sinusoidal_encoding=fns.sinusoidal_encoding)
-        elif pos == "learned":
-            self.pos = LearnedPositionalEncoding(d_model, max_len)
-        elif pos == "rope":
-            self.rope = RotaryEmbedding(d_model // n_heads, max_len)
-        self.drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(
-            TransformerBlock(d_model, n_heads, d_ff, dropout, norm_first=norm_first, block_forward=fns.block_forward,
-                             mha_forward=fns.mha_forward) for _ in range(n_layers))
-        self.norm = nn.LayerNorm(d_model) if norm_first else nn.Identity()
-
-    def forward(self, tokens: Tensor, mask: Tensor | None = None,
-                need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
-        if not isinstance(tokens, Tensor) or tokens.dim() != 2 or tokens.is_floating_point():
-            raise ValueError(f"TransformerEncoder: tokens must be integer ids [B, T], got {shape_text(tokens)}")
-        if tokens.shape[1] > self.max_len:
-            raise ValueError(f"TransformerEncoder: sequence length {tokens.shape[1]} exceeds max_len={self.max_len}")
-        x = self.embed(tokens)
-        if self.pos is not None:
-            x = self.pos(x)
-        x = self.drop(x)
-        weights = []
-        for block in self.blocks:
-            x, w, _ = block(x, mask, need_weights=need_weights, rope=self.rope)
-            if w is not None:
-                weights.append(w)
-        return self.norm(x), (torch.stack(weights) if need_weights else None)

@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from amla.toolkit.errors import shape_text
-from amla.transformers.tasks import BOS_ID, EOS_ID, PAD_ID
+from amla.toolkit.errors import check_hook, shape_text
 from amla.toolkit.train import eval_batches
+from amla.transformers.tasks import BOS_ID, EOS_ID, PAD_ID
 
 __all__ = [
     "AdditiveAttention",
@@ -109,10 +109,8 @@ class AdditiveAttention(nn.Module):
 
     def __init__(self, query_dim: int, key_dim: int, attn_dim: int, attention_fn: AttentionFn | None = None):
         super().__init__()
-        if attention_fn is not None and not callable(attention_fn):
-            raise TypeError(f"AdditiveAttention: attention_fn must be a function (query, keys, W_q, W_k, v, mask) -> "
-                            f"(context, weights), got {type(attention_fn).__name__}")
-        self.attention_fn = attention_fn
+        self.attention_fn = check_hook("AdditiveAttention", "attention_fn", attention_fn,
+                                       "additive_attention(query, keys, W_q, W_k, v, mask) -> (context, weights)")
         self.W_q = nn.Parameter(torch.empty(query_dim, attn_dim))
         self.W_k = nn.Parameter(torch.empty(key_dim, attn_dim))
         self.v = nn.Parameter(torch.empty(attn_dim))

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from amla.toolkit import data
-from amla.toolkit.errors import check_int
+from amla.toolkit.errors import check_hook, check_int
 
 __all__ = [
     "BPETokenizer", "CharTokenizer", "Corpus", "TokenWindows", "load_corpus", "merge_pair", "pair_counts",
@@ -103,11 +103,7 @@ MergePair = Callable[[list[int], tuple[int, int], int], list[int]]
 
 def _hook(owner: str, name: str, fn: Callable[..., object] | None, default: Callable[..., object],
           signature: str) -> Callable[..., object]:
-    if fn is None:
-        return default
-    if not callable(fn):
-        raise TypeError(f"{owner}: {name} must be a function like {signature}, got {type(fn).__name__}")
-    return fn
+    return default if fn is None else check_hook(owner, name, fn, signature)
 
 
 def _counted(owner: str, counts: object) -> Mapping[tuple[int, int], int]:

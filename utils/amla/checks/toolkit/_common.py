@@ -1,0 +1,5 @@
+"""Helpers shared by the checks of Hour 01."""
+
+import torch
+
+_CPU = torch.device("cpu")
