@@ -36,9 +36,9 @@ device = amla.setup(hour=2, seed=0)  # picks cuda > mps > cpu, seeds, prints the
 #
 # `amla.checks.summary()` at the end lists which exercises you have done.
 #
-# **Runtime** (whole notebook, measured with `amla bench 02` on 2 CPU cores): smoke profile about 6 s,
-# cpu profile about 6 s. Nothing here trains; the cpu profile only draws more random samples for the
-# measurements.
+# **Runtime** (whole notebook, measured with `amla bench 02` on 2 CPU cores): smoke profile about 10 s, cpu
+# profile about 13 s (6 s each on an earlier, faster machine). Nothing here trains; the cpu profile only draws more
+# random samples for the measurements.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. Attention is a soft dictionary lookup
@@ -407,7 +407,8 @@ print(f"row sums of 'dogs bark':         -inf fill {right[1].sum(-1)[0]:.3f}   m
 # **Fully masked rows.** If *every* key of a query is blocked (an empty sequence, or a causal mask aligned so that
 # a query has no past), its scores are all $-\infty$ and the plain softmax computes $0/0$ = `nan`, which then
 # spreads through everything downstream. PyTorch's `scaled_dot_product_attention` returns a zero output for such
-# a query; `amla.transformers.attention` does the same (zero weights, zero output). Better still, build masks that never do it.
+# a query; `amla.transformers.attention` does the same (zero weights, zero output). Better still, build masks that
+# never do it.
 
 # %%
 import torch.nn.functional as F
@@ -511,7 +512,8 @@ print(f"causal_mask vs is_causal=True: max |difference| {is_causal_diff:.2e}")
 # - **first token**: every query matches the first key, a pattern trained models use as a "no-op" place to park
 #   attention;
 # - the second "layer" is one random projection of the same tokens at four **temperatures**
-#   $\tau$, i.e. scores $q \cdot k / (\tau \sqrt{d_k})$: low $\tau$ is sharp, high $\tau$ is nearly uniform over the past.
+#   $\tau$, i.e. scores $q \cdot k / (\tau \sqrt{d_k})$: low $\tau$ is sharp, high $\tau$ is nearly uniform over
+#   the past.
 
 # %%
 words = "the cat sat on the mat because the mat was warm".split()
@@ -544,10 +546,11 @@ for tau, ent in zip(temperatures, head_entropy.tolist()):
 
 # %% [markdown]
 # In the viewer, pick a **layer** (the hand-made heads are, in order: previous token, same word, first token,
-# uniform; the random heads have $\tau$ = 0.25, 0.5, 1 and 4), a **head** and a **query** token; the strip under the map shows that query's
-# weights over the keys. Tick **all heads** to compare the heads of a layer on one colour scale. Things to try:
-# query 8 (the second "mat") in the *same word* head; the *previous token* head on any query; the temperatures of
-# the second layer on the last query. (Without a live kernel you see the picture selected below.)
+# uniform; the random heads have $\tau$ = 0.25, 0.5, 1 and 4), a **head** and a **query** token; the strip under
+# the map shows that query's weights over the keys. Tick **all heads** to compare the heads of a layer on one
+# colour scale. Things to try: query 8 (the second "mat") in the *same word* head; the *previous token* head on any
+# query; the temperatures of the second layer on the last query. (Without a live kernel you see the picture
+# selected below.)
 
 # %%
 viewer = AttentionViewer(
@@ -616,8 +619,8 @@ amla.checks.summary()
 #    $h \to \infty$ the weights become uniform (every row the same) and the prediction is the mean of all $y_i$.
 # 4. `[B, 1, Tk]` hides padded **keys** from every query: right. `[B, Tk, 1]` hides every key from padded
 #    **queries** and leaves the padded keys visible to the real ones: the padded queries' rows are all $-\infty$,
-#    so a plain softmax gives `nan` there (torch's SDPA and `amla.transformers.attention` give zeros), and the real tokens still
-#    attend to padding.
+#    so a plain softmax gives `nan` there (torch's SDPA and `amla.transformers.attention` give zeros), and the real
+#    tokens still attend to padding.
 # 5. Because $e^{-\infty} = 0$ exactly, the softmax then spreads all the weight over the allowed keys and each row
 #    sums to 1. Softmax, zero, renormalise gives the same weights mathematically (the common factor cancels), so it
 #    is correct but slower, and it breaks on rows that are fully masked (0/0) and on huge masked scores, which

@@ -39,16 +39,17 @@ device = amla.setup(hour=3, seed=0)  # picks cuda > mps > cpu, seeds, prints the
 #
 # `amla.checks.summary()` at the end lists which exercises you have done.
 #
-# **Runtime** (whole notebook, measured with `amla bench 03` on 2 CPU cores): smoke profile about 11 s; cpu
-# profile about 3 min, of which about 2 min 30 s are three training runs: the attention model (about 60 s,
-# 100 % exact match on held-out dates) and the baseline without attention for the same and for twice the number
-# of steps (about 28 s and 62 s). The `gpu` profile trains a wider model on more data for more steps.
+# **Runtime** (whole notebook, measured with `amla bench 03` on 2 CPU cores): smoke profile about 21 s; cpu
+# profile about 6 min, of which about 5 min are three training runs: the attention model (138 s, 100 % exact match
+# on held-out dates) and the baseline without attention for the same and for twice the number of steps (58 s and
+# 115 s). An earlier, faster 2-core machine took about 3 min (60, 28 and 62 s). The `gpu` profile trains a wider
+# model on more data for more steps.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. A translation task made in code
 #
-# `amla.transformers.tasks` writes a date in 15 formats: digits in three orders, month names in full, abbreviated and in
-# lower case, weekdays, two-digit years, and dates spelled out in words. Every format is one-to-one over the
+# `amla.transformers.tasks` writes a date in 15 formats: digits in three orders, month names in full, abbreviated
+# and in lower case, weekdays, two-digit years, and dates spelled out in words. Every format is one-to-one over the
 # range 1970 to 2049, so the ISO date can always be read off the input (two-digit years follow the usual rule:
 # 70-99 are 19xx, 00-49 are 20xx).
 
@@ -388,9 +389,10 @@ fig
 #   inputs, the dates in words, where the final state has to carry the date through 30 to 60 characters of
 #   recurrence. But the *shortest* inputs ("3.3.21", "20210303") are the hardest of all (84 %): every one of their
 #   characters has to be stored exactly (question 3).
-# - **Same training time.** A step without attention costs about half as much, so in the time the attention model
-#   trained (about a minute) the baseline does twice the steps, and then reaches 99.85 %: only the shortest inputs stay
-#   a little behind (99.5 %). A date is about 15 bits; 128 numbers can hold it, once the model has learned how.
+# - **Same training time.** A step without attention costs less than half as much (58 s against 138 s for the 600
+#   steps measured), so in the time the attention model trained the baseline does twice the steps, and then reaches
+#   99.85 %: only the shortest inputs stay a little behind (99.5 %). A date is about 15 bits; 128 numbers can hold
+#   it, once the model has learned how.
 #
 # So on dates the bottleneck makes learning slower and length-dependent, but a patient baseline gets there. In
 # translation a longer sentence carries *more* to remember, and the fixed-size vector then costs accuracy at any

@@ -41,9 +41,10 @@ device = amla.setup(hour=4, seed=0)  # picks cuda > mps > cpu, seeds, prints the
 #
 # `amla.checks.summary()` at the end lists which exercises you have done.
 #
-# **Runtime** (whole notebook, measured with `amla bench 04` on an idle 2-core CPU): smoke profile about 6 s,
-# cpu profile about 70 s (66 s measured; the reversal model itself trains in about 5 s, and most of the rest is the
-# position-encoding comparison and the three deep stacks of section 6). On a machine whose cores are busy with
+# **Runtime** (whole notebook, measured with `amla bench 04` on an idle 2-core CPU): smoke profile about 13 s,
+# cpu profile about 2 min (127 s measured; the reversal model itself trains in about 6 s, and most of the rest is
+# the position-encoding comparison and the three deep stacks of section 6). An earlier, faster 2-core machine took
+# 66 s. On a machine whose cores are busy with
 # other jobs the same run took up to 16 min: torch's threads compete badly for shared cores. The `gpu` profile
 # trains a wider model on longer sequences.
 
@@ -109,8 +110,8 @@ split_heads = amla.checks.transformer.check_split_heads(split_heads)
 
 # %% [markdown]
 # Merging is the inverse, `heads.transpose(1, 2).reshape(B, T, d)` (the `reshape` copies, since the transposed
-# tensor is not contiguous); `amla.transformers.nn.merge_heads` does it. A quick look at which features land in which
-# head, with the `split_heads` the check returned:
+# tensor is not contiguous); `amla.transformers.nn.merge_heads` does it. A quick look at which features land in
+# which head, with the `split_heads` the check returned:
 
 # %%
 from amla.transformers.nn import merge_heads
@@ -125,8 +126,8 @@ print("merge_heads(split_heads(x)) == x:", torch.equal(merge_heads(heads), x))
 # ### Exercise 4.2: Multi-head attention
 #
 # Write `mha_forward(mha, x, kv=None, mask=None)` returning `(out, weights)`. `mha` is an
-# `amla.transformers.nn.MultiHeadAttention`: use its `mha.q_proj`, `mha.k_proj`, `mha.v_proj` and `mha.out_proj` (`nn.Linear`
-# layers of size `d -> d`) and `mha.n_heads`.
+# `amla.transformers.nn.MultiHeadAttention`: use its `mha.q_proj`, `mha.k_proj`, `mha.v_proj` and `mha.out_proj`
+# (`nn.Linear` layers of size `d -> d`) and `mha.n_heads`.
 # - `x` is `[B, Tq, d]`; `kv` is `[B, Tk, d]`, or `None` for self-attention (then `kv = x`).
 # - Project, split into heads (your `split_heads`), compute the scaled scores, mask them (a bool `mask`
 #   broadcastable to `[B, H, Tq, Tk]`, True = may attend: fill the others with `-inf`), softmax over the keys,
@@ -153,11 +154,12 @@ mha_forward = amla.checks.transformer.check_mha_forward(mha_forward)
 
 # %% [markdown]
 # **Three implementations, one answer.** Wrapped in a module, the `mha_forward` the check returned (yours once it
-# passes) is a complete multi-head attention layer. We compare it with the package's `amla.transformers.nn.MultiHeadAttention` (same parameter names, so the weights load
-# directly), on both of its paths: `need_weights=True` runs Hour 02's attention and returns the weights for the
-# viewer, `need_weights=False` runs PyTorch's fused `scaled_dot_product_attention`. And with
-# `torch.nn.MultiheadAttention`, which stores $W_Q, W_K, W_V$ stacked in one `in_proj_weight` and uses the
-# **opposite** boolean convention for its masks (`True` = *not* allowed), so the masks are inverted on the way in.
+# passes) is a complete multi-head attention layer. We compare it with the package's
+# `amla.transformers.nn.MultiHeadAttention` (same parameter names, so the weights load directly), on both of its
+# paths: `need_weights=True` runs Hour 02's attention and returns the weights for the viewer, `need_weights=False`
+# runs PyTorch's fused `scaled_dot_product_attention`. And with `torch.nn.MultiheadAttention`, which stores $W_Q,
+# W_K, W_V$ stacked in one `in_proj_weight` and uses the **opposite** boolean convention for its masks (`True` =
+# *not* allowed), so the masks are inverted on the way in.
 
 # %%
 from amla.transformers.attention import causal_mask, padding_mask
@@ -235,8 +237,8 @@ print(f"max |MHA(PX) - P MHA(X)| = {equivariance_diff:.1e}")
 # $$PE_{p,\,2i} = \sin\!\big(p / 10000^{2i/d}\big), \qquad PE_{p,\,2i+1} = \cos\!\big(p / 10000^{2i/d}\big).$$
 # The first pairs turn fast (a period of $2\pi$ positions), the last ones barely move (a period of up to
 # $2\pi \cdot 10000$): together they form a unique, smooth code for every position, like the hands of a clock. And
-# for a fixed offset $k$, $PE_{p+k}$ is a **rotation** of $PE_p$ (pair by pair, by the angle $k / 10000^{2i/d}$), the
-# same matrix for every $p$: relative positions are easy for a linear layer to read.
+# for a fixed offset $k$, $PE_{p+k}$ is a **rotation** of $PE_p$ (pair by pair, by the angle $k / 10000^{2i/d}$),
+# the same matrix for every $p$: relative positions are easy for a linear layer to read.
 #
 # ### Exercise 4.3: The sinusoidal table
 #
@@ -284,10 +286,10 @@ fig
 # features by an angle proportional to the position, $\theta_{p,i} = p \cdot 10000^{-2i/d_h}$:
 # $$\begin{pmatrix} q'_{2i} \\ q'_{2i+1}\end{pmatrix} = \begin{pmatrix}\cos\theta_{p,i} & -\sin\theta_{p,i} \\
 # \sin\theta_{p,i} & \cos\theta_{p,i}\end{pmatrix}\begin{pmatrix} q_{2i} \\ q_{2i+1}\end{pmatrix}$$
-# (`amla.transformers.positions.RotaryEmbedding` pairs feature $i$ with $i + d_h/2$ instead of $2i$ with $2i+1$, the layout of most
-# implementations; it is the same idea). Rotating $q$ by $m\theta$ and $k$ by $n\theta$ multiplies their dot product by
-# a rotation of $(n - m)\theta$: **the score depends only on the offset** $n - m$, never on where the pair sits.
-# The values are not rotated. Let us check the claim:
+# (`amla.transformers.positions.RotaryEmbedding` pairs feature $i$ with $i + d_h/2$ instead of $2i$ with $2i+1$,
+# the layout of most implementations; it is the same idea). Rotating $q$ by $m\theta$ and $k$ by $n\theta$
+# multiplies their dot product by a rotation of $(n - m)\theta$: **the score depends only on the offset** $n - m$,
+# never on where the pair sits. The values are not rotated. Let us check the claim:
 
 # %%
 from amla.transformers.positions import RotaryEmbedding
@@ -350,11 +352,11 @@ print("dropout in train mode changes the output:", not torch.equal(ff.train()(x)
 # %% [markdown]
 # ### Exercise 4.4: The residual block, pre-norm and post-norm
 #
-# Write `block_forward(block, x, mask=None)` for an `amla.transformers.nn.TransformerBlock` in eval mode (no dropout to apply).
-# Use `block.self_attn(h, mask=mask)[0]` for the attention of `h`, `block.ff` for the feed-forward net,
-# `block.norm1` for the LayerNorm of the attention branch and `block.norm2` for that of the feed-forward branch.
-# If `block.norm_first` is true, build the pre-norm block, otherwise the post-norm one; return the new `x`. Leave
-# the block as it is (no `block.train()`, no change to its weights): the check notices.
+# Write `block_forward(block, x, mask=None)` for an `amla.transformers.nn.TransformerBlock` in eval mode (no
+# dropout to apply). Use `block.self_attn(h, mask=mask)[0]` for the attention of `h`, `block.ff` for the
+# feed-forward net, `block.norm1` for the LayerNorm of the attention branch and `block.norm2` for that of the
+# feed-forward branch. If `block.norm_first` is true, build the pre-norm block, otherwise the post-norm one; return
+# the new `x`. Leave the block as it is (no `block.train()`, no change to its weights): the check notices.
 
 # %%
 def block_forward(block, x, mask=None):
@@ -371,24 +373,25 @@ def block_forward(block, x, mask=None):
 block_forward = amla.checks.transformer.check_transformer_block(block_forward)
 
 # %% [markdown]
-# `amla.transformers.encoder.TransformerEncoder` puts it all together: a token embedding, the positions (`pos="sinusoidal"`,
-# `"learned"`, `"rope"` or `"none"`), `n_layers` blocks and, for pre-norm, the final LayerNorm. It returns the
-# hidden states and, when asked, every layer's attention weights `[layers, B, H, T, T]`.
+# `amla.transformers.encoder.TransformerEncoder` puts it all together: a token embedding, the positions
+# (`pos="sinusoidal"`, `"learned"`, `"rope"` or `"none"`), `n_layers` blocks and, for pre-norm, the final
+# LayerNorm. It returns the hidden states and, when asked, every layer's attention weights `[layers, B, H, T, T]`.
 #
 # It also takes your functions, through an explicit parameter:
-# `functions=amla.transformers.encoder.TransformerFunctions(mha_forward=..., block_forward=..., sinusoidal_encoding=...)`.
-# Every attention layer then runs your `mha_forward`, every block your `block_forward` (whose `block.self_attn` is
-# itself your attention), and the sinusoidal table is your `sinusoidal_encoding`'s. Your functions know no
-# dropout and no RoPE, so the encoder refuses `pos="rope"` with them, and this hour's models use no dropout.
+# `functions=amla.transformers.encoder.TransformerFunctions(mha_forward=..., block_forward=...,
+# sinusoidal_encoding=...)`. Every attention layer then runs your `mha_forward`, every block your
+# `block_forward` (whose `block.self_attn` is itself your attention), and the sinusoidal table is your
+# `sinusoidal_encoding`'s. Your functions know no dropout and no RoPE, so the encoder refuses `pos="rope"` with
+# them, and this hour's models use no dropout.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Teaching an encoder to reverse sequences
 #
-# `amla.transformers.tasks.reversal_task` draws random sequences of digits, all distinct, so no held-out sequence was seen in
-# training; the target is the same sequence backwards. An **encoder-only** model reads the whole sequence and
-# predicts, at every position $i$, the token at position $T - 1 - i$: a cross-entropy over the vocabulary at each of
-# the $T$ positions. The task is trivial for a program and impossible without positions: exactly what we need to
-# see whether the positions get through.
+# `amla.transformers.tasks.reversal_task` draws random sequences of digits, all distinct, so no held-out sequence
+# was seen in training; the target is the same sequence backwards. An **encoder-only** model reads the whole
+# sequence and predicts, at every position $i$, the token at position $T - 1 - i$: a cross-entropy over the
+# vocabulary at each of the $T$ positions. The task is trivial for a program and impossible without positions:
+# exactly what we need to see whether the positions get through.
 
 # %%
 from amla.transformers.tasks import reversal_task
@@ -558,7 +561,8 @@ fig
 # gradient reaching the first blocks is rescaled by every LayerNorm above them, and at initialisation the updates
 # of the last layers are large relative to their inputs (Xiong et al., 2020). Early Adam steps at full learning rate
 # then break the model before it has learned anything; warm-up keeps the first steps small. In pre-norm the residual
-# sum carries the input and the gradient through unchanged, which is why GPT-2, LLaMA and this course's models use it.
+# sum carries the input and the gradient through unchanged, which is why GPT-2, LLaMA and this course's models use
+# it.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Looking at the heads
@@ -606,10 +610,10 @@ viewer.select(layer=best_layer, head=best_head, query=0)
 # the second layer on, "position 3" is no longer token 3 but a mixture the first layer made. And two heads can do
 # the same job, so that neither is needed. Maps are a good place to start looking, not yet an explanation.
 #
-# The direct test is to **remove** a head and measure again. `amla.transformers.ablation.heads_removed` sets a head's slice of
-# the merged heads to zero just before the output projection: that head's contribution disappears and the other
-# heads are untouched. We remove each head on its own, then all heads of a layer at once, in the model of section 4
-# (the hook sits on `mha.out_proj`, which your `mha_forward` calls).
+# The direct test is to **remove** a head and measure again. `amla.transformers.ablation.heads_removed` sets a
+# head's slice of the merged heads to zero just before the output projection: that head's contribution disappears
+# and the other heads are untouched. We remove each head on its own, then all heads of a layer at once, in the
+# model of section 4 (the hook sits on `mha.out_proj`, which your `mha_forward` calls).
 
 # %%
 from amla.transformers.ablation import heads_removed
@@ -634,7 +638,8 @@ for layer in range(len(model.encoder.blocks)):
 # held-out sequences right: the four do the same job, and the other three cover for the missing one. Only
 # removing all four breaks the model (0 %). The first-layer heads, whose maps look unremarkable (15 to 19 % on the
 # mirror), matter more one by one: without a single one of them the accuracy falls to between 49.4 % and 98.5 %,
-# depending on the head, and without all of them to 0 %. Read a map as a hypothesis about what a head does, and test it by removing the head.
+# depending on the head, and without all of them to 0 %. Read a map as a hypothesis about what a head does, and
+# test it by removing the head.
 #
 # The hour's numbers, collected by `amla bench 04` (the cpu target: 100 % of the held-out sequences reversed; your
 # MHA equal to `nn.MultiheadAttention` within $10^{-5}$):
@@ -686,28 +691,30 @@ amla.checks.summary()
 
 # %% [markdown] tags=["answer"]
 # 1. $4 d^2 + 4d = 4 \cdot 512^2 + 2048 = 1{,}050{,}624$, the same for 16 heads: the heads share the $d$ features
-#    out ($d_h = d / H$), they do not each get $d$ of their own. More heads means smaller heads, not more parameters.
+#    out ($d_h = d / H$), they do not each get $d$ of their own. More heads means smaller heads, not more
+#    parameters.
 # 2. Each head's dot product $q_h \cdot k_h$ sums $d_h$ products, so its variance grows like $d_h$ (Hour 02);
 #    $\sqrt{d_h}$ brings it back to about 1. Dividing by $\sqrt{d}$ instead shrinks the scores by an extra
 #    $\sqrt{H}$: the softmax starts too flat (almost uniform attention), and the model must grow $W_Q, W_K$ to
-#    compensate. It still works, but it is a different, worse-conditioned model, and not the one the checks compare to.
+#    compensate. It still works, but it is a different, worse-conditioned model, and not the one the checks compare
+#    to.
 # 3. `view` just reinterprets the memory: with `[B, H, T, d_h]` the first "head" gets the first $T/H$ positions'
-#    features, laid out as if they were $T$ positions of size $d_h$. Positions and features are mixed up; every shape
-#    downstream is right, so nothing fails, but the model attends between meaningless pieces of tokens.
+#    features, laid out as if they were $T$ positions of size $d_h$. Positions and features are mixed up; every
+#    shape downstream is right, so nothing fails, but the model attends between meaningless pieces of tokens.
 # 4. Knowing only the multiset of digits, the best guess at every position is the most frequent digit of the
 #    sequence; in 12 random digits it occurs about 3 times, so about 3/12 = 25 % of the positions are right. For 100
 #    digits the most frequent one occurs maybe 15 times: about 15 %, tending to 10 % as sequences grow.
 # 5. Position 13 has no embedding (an index error); even positions inside the range but rare in training would be
 #    poorly trained. The sinusoidal formula gives a vector for every position, and RoPE a rotation for every
-#    position and, more importantly, scores that depend only on offsets that were seen in training; whether the model
-#    generalises to longer sequences is still not guaranteed (length extrapolation is a research topic).
+#    position and, more importantly, scores that depend only on offsets that were seen in training; whether the
+#    model generalises to longer sequences is still not guaranteed (length extrapolation is a research topic).
 # 6. With a causal mask, position $p$ attends to exactly $p + 1$ keys, so it can tell how far it is from the start
 #    (e.g. a head that attends uniformly gets the first token's value with weight $1/(p+1)$). And next-token
 #    prediction mostly needs relative information: the previous word, the matching bracket a few tokens back.
 # 7. $\ln 10$ is the cross-entropy of the uniform distribution over the 10 digits: the model predicts "any digit" at
 #    every position, the best constant answer. Once the hidden states carry no information about the input
-#    (saturated or collapsed after the first large updates), the gradient of that constant answer is zero on average,
-#    so nothing pushes the model out.
+#    (saturated or collapsed after the first large updates), the gradient of that constant answer is zero on
+#    average, so nothing pushes the model out.
 # 8. In pre-norm the residual stream is a sum of all blocks' outputs and its scale grows with depth; the final
 #    LayerNorm normalises it before the output layer. It also gives the last block's contribution the same
 #    treatment every block's input gets (each branch only ever sees normalised inputs, and so does the head).

@@ -39,21 +39,21 @@ device = amla.setup(hour=5, seed=0)  # picks cuda > mps > cpu, seeds, prints the
 #
 # `amla.checks.summary()` at the end lists which exercises you have done.
 #
-# **Runtime** (whole notebook, measured with `amla bench 05` on an idle 2-core CPU): smoke profile about 6 s; cpu
-# profile about 2 min 50 s, of which about 2 min 15 s are three training runs: addition with reversed results
-# (1,200 steps, about 37 s, 100 % exact match on 2,000 held-out sums), the same in the usual digit order (about
-# 39 s) and Hour 03's dates (600 steps, about 58 s). On a machine whose cores are busy with other jobs it can take
-# several times longer.
+# **Runtime** (whole notebook, measured with `amla bench 05` on an idle 2-core CPU): smoke profile about 13 s; cpu
+# profile about 5 min 20 s, of which about 4 min are three training runs: addition with reversed results (1,200
+# steps, 66 s, 100 % exact match on 2,000 held-out sums), the same in the usual digit order (65 s) and Hour 03's
+# dates (600 steps, 122 s). An earlier, faster 2-core machine took about 2 min 50 s (37, 39 and 58 s). On a machine
+# whose cores are busy with other jobs it can take several times longer.
 # The `gpu` profile trains a wider, deeper model on more data for more steps.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. Addition as translation
 #
-# `amla.transformers.tasks.addition_task` writes sums such as `"123+4567="` and their results `"4690"`. Each operand has 1 to
-# 4 digits (the number of digits is drawn first, so short and long operands are equally common). The split holds
-# out **pairs of operands**: if `123+4567` is a test question, neither it nor `4567+123` is ever trained on, so the
-# test measures whether the model learned to add, not whether it remembers sums. The tag of a pair says how many
-# digits each operand has.
+# `amla.transformers.tasks.addition_task` writes sums such as `"123+4567="` and their results `"4690"`. Each
+# operand has 1 to 4 digits (the number of digits is drawn first, so short and long operands are equally common).
+# The split holds out **pairs of operands**: if `123+4567` is a test question, neither it nor `4567+123` is ever
+# trained on, so the test measures whether the model learned to add, not whether it remembers sums. The tag of a
+# pair says how many digits each operand has.
 #
 # With `reverse=True` the result is written **least significant digit first**: `"4690"` becomes `"0964"`. That is
 # the order in which we add by hand: the units digit needs only the two units digits; the tens digit needs the
@@ -208,8 +208,8 @@ print("5 more pads on the sources change nothing:", torch.allclose(model(more_pa
 # The second term is the cross-entropy with the uniform distribution: it pulls every log-probability up a little.
 # The loss of a batch is the mean of $\ell$ over the **real** target tokens; padding is ignored. This is exactly
 # what `F.cross_entropy(logits, y, label_smoothing=eps, ignore_index=PAD_ID)` computes: every class, `<pad>`
-# included, gets $\varepsilon / V$. (Other codebases spread $\varepsilon$ over the $V - 1$ wrong classes, or leave out
-# `<pad>`; the differences are small, but they are different losses.)
+# included, gets $\varepsilon / V$. (Other codebases spread $\varepsilon$ over the $V - 1$ wrong classes, or leave
+# out `<pad>`; the differences are small, but they are different losses.)
 #
 # ### Exercise 5.2: Label-smoothed cross-entropy
 #
@@ -321,8 +321,10 @@ for name, tr in [("reversed", trainer), ("usual order", plain_trainer)]:
 # %% [markdown]
 # What we measured (cpu profile; the history printed above gives every step): with reversed results the validation
 # exact match jumps to nearly 100 % within a few hundred steps and the test sums come out 100 % right; in the usual
-# order the model learns far more slowly and ends at 97.45 % on the test sums. The same network learns both, but
-# the usual order is harder: its first digit depends on every carry below it (question 6).
+# order the model learns more slowly and ends below 100 % on the test sums. How far below depends on the run: on one
+# 2-core machine 97.45 %, on another (a CPU without AVX-512, whose float32 kernels round differently) 99.35 %, with
+# the same code, data and seed; your run prints its own. The same network learns both, but the usual order is
+# harder: its first digit depends on every carry below it (question 6).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Greedy decoding and beam search
@@ -398,10 +400,12 @@ for name, m, (s, t) in [("reversed", model, (src_test, tgt_test)), ("usual order
 
 # %% [markdown]
 # Measured (cpu profile): the reversed model is already at 100 % with greedy decoding, so a beam has nothing to add.
-# For the usual-order model a beam of 4 lifts the test exact match from 97.45 % to 97.80 % (97.85 % with $\alpha = 1$):
-# a few sums whose greedy first digit was wrong are rescued by a second beam that started with the right one. The
-# beam costs about four times the decoding time. Here all outputs of one question have nearly the same length, so
-# length normalisation hardly matters; in translation, where outputs of very different lengths compete, it does.
+# For the usual-order model it depends on how many sums greedy decoding gets wrong, and why: in the run that ended
+# at 97.45 %, a beam of 4 lifted the test exact match to 97.80 % (97.85 % with $\alpha = 1$), since a few sums
+# whose greedy first digit was wrong were rescued by a second beam that started with the right one; in the run that
+# ended at 99.35 % the beam changed nothing (99.35 % with and without $\alpha$). The beam costs about four times the
+# decoding time. Here all outputs of one question have nearly the same length,
+# so length normalisation hardly matters; in translation, where outputs of very different lengths compete, it does.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. Cross-attention maps
@@ -484,8 +488,8 @@ date_hits = exact_match(date_model, *date_test)
 print(f"held-out exact match on dates: {date_hits.float().mean():.2%} of {len(date_hits)}")
 
 # %% [markdown]
-# Measured (cpu profile): 99.45 % of the 2,000 held-out dates, against 100 % for Hour 03's GRU with attention after
-# the same 600 steps. So on this small task, at this budget, the
+# Measured (cpu profile): 99.45 % of the 2,000 held-out dates on one machine, 99.05 % on another, against 100 % for
+# Hour 03's GRU with attention after the same 600 steps. So on this small task, at this budget, the
 # Transformer is not better than the GRU; one plausible reason is that a recurrence reads the characters in order by
 # construction, while the Transformer must learn order from its position encodings. Its strengths lie elsewhere: it
 # reads the whole input in parallel, and it keeps improving with size and data (Hours 06 to 09).
@@ -541,14 +545,15 @@ amla.checks.summary()
 # 3. Right padding comes after the real tokens and the causal mask already hides later positions from each real
 #    query; only the padded rows see padding, and the loss ignores them. With left padding the padding sits
 #    *before* the real tokens, inside the causal window: forgetting the target padding mask would let real positions
-#    attend to padding. (The source padding mask matters in either case: without it, every query attends to padding.)
-# 4. Every class gets $\varepsilon / V = 0.1 / 13 \approx 0.0077$, the right one $1 - 0.1 + 0.0077 \approx 0.908$. The
-#    loss is the cross-entropy $H(q, p) = H(q) + \mathrm{KL}(q \,\|\, p)$, smallest when $p = q$: then it equals the
-#    entropy of $q$, about $-0.908 \ln 0.908 - 12 \cdot 0.0077 \ln 0.0077 \approx 0.54$ nats, not 0. So a training
-#    loss that stops near 0.5 is not a sign of trouble.
+#    attend to padding. (The source padding mask matters in either case: without it, every query attends to
+#    padding.)
+# 4. Every class gets $\varepsilon / V = 0.1 / 13 \approx 0.0077$, the right one $1 - 0.1 + 0.0077 \approx 0.908$.
+#    The loss is the cross-entropy $H(q, p) = H(q) + \mathrm{KL}(q \,\|\, p)$, smallest when $p = q$: then it
+#    equals the entropy of $q$, about $-0.908 \ln 0.908 - 12 \cdot 0.0077 \ln 0.0077 \approx 0.54$ nats, not 0. So
+#    a training loss that stops near 0.5 is not a sign of trouble.
 # 5. With one beam, the best of the $1 \times V$ extensions is the most likely next token: the greedy choice. Every
-#    token multiplies the probability by a number below 1 (adds a negative log-probability), so a longer output has a
-#    lower score unless each of its tokens is certain; dividing by length$^\alpha$ compares outputs per token.
+#    token multiplies the probability by a number below 1 (adds a negative log-probability), so a longer output has
+#    a lower score unless each of its tokens is certain; dividing by length$^\alpha$ compares outputs per token.
 # 6. Least significant first, output digit $k$ needs digit $k$ of each operand and the carry out of digit $k - 1$,
 #    which depends on what was just computed: each step is a small, local rule, the same for every $k$. Most
 #    significant first, the first digit written may depend on the carry chain through *all* digits below it, which

@@ -14,7 +14,8 @@ device = amla.setup(hour=6, seed=0)  # picks cuda > mps > cpu, seeds, prints the
 # self-attention blocks that reads a sequence of tokens and, at every position, predicts the next one. Trained on
 # a million characters of Shakespeare it learns spelling, verse layout and who speaks when; trained on the
 # internet, the same design with more layers became GPT-2, GPT-3 and their successors. This hour writes the whole
-# thing (tokenizer, model, training, sampling, fast generation) in a few hundred lines and trains it on a laptop CPU.
+# thing (tokenizer, model, training, sampling, fast generation) in a few hundred lines and trains it on a laptop
+# CPU.
 #
 # **By the end of this hour you can**
 # - turn text into tokens two ways: one per **character**, and with a small **byte-pair encoding** (BPE) whose
@@ -43,10 +44,12 @@ device = amla.setup(hour=6, seed=0)  # picks cuda > mps > cpu, seeds, prints the
 # `amla.checks.summary()` at the end lists which exercises you have done.
 #
 # **Runtime** (whole notebook, measured with `amla bench 06` on an idle 2-core CPU with tiny Shakespeare): smoke
-# profile about 7 s; cpu profile about 5 1/2 min (331 s), of which the main training with its evaluations took
-# 264 s at about 20,000 tokens/s and reached a validation loss of 1.594. The same idle machine was at times a
-# quarter slower (a bare training step took 115-125 ms instead of 93-100 ms); the training then took 351 s and the
-# notebook 438 s. The gpu profile trains a bigger model (nanoGPT's Shakespeare size); it was not measured for this
+# profile about 14 s; cpu profile about 5 1/2 min (331 s) on a machine with AVX-512, of which the main training with
+# its evaluations took 264 s at about 20,000 tokens/s and reached a validation loss of 1.594. The same idle machine
+# was at times a quarter slower (a bare training step took 115-125 ms instead of 93-100 ms); the training then took
+# 351 s and the notebook 438 s. On another 2-core machine, without AVX-512, the same code trained at 12,300
+# tokens/s: 437 s (over the 5 minutes), validation loss 1.598 (its float32 kernels round differently), notebook
+# 555 s. The gpu profile trains a bigger model (nanoGPT's Shakespeare size); it was not measured for this
 # notebook (no GPU was available).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -56,10 +59,10 @@ device = amla.setup(hour=6, seed=0)  # picks cuda > mps > cpu, seeds, prints the
 # before it. Its training signal costs nothing: every position of every text is a labelled example.
 #
 # We use **tiny Shakespeare** (1.1 M characters of the plays, collected by Andrej Karpathy for char-rnn).
-# `amla.transformers.text.load_corpus` takes it from the course data directory, downloads it (checking its sha256) when it is
-# missing, and when neither works it falls back to a text every Python installation carries: the reference
-# documentation of the language (`pydoc_data.topics`, 0.47 M characters). The cell says which one is in use; the
-# numbers quoted in the prose are for Shakespeare.
+# `amla.transformers.text.load_corpus` takes it from the course data directory, downloads it (checking its sha256)
+# when it is missing, and when neither works it falls back to a text every Python installation carries: the
+# reference documentation of the language (`pydoc_data.topics`, 0.47 M characters). The cell says which one is in
+# use; the numbers quoted in the prose are for Shakespeare.
 
 # %%
 import math
@@ -223,9 +226,9 @@ print(" | ".join(bpe.decode([t]) for t in encoded[:30]))
 # $V \cdot C$ parameters and helps small models.
 #
 # The loss is the cross-entropy of the logits against the next token, averaged over all $B \times T$ positions.
-# `amla.transformers.gpt.GPT` implements this; its attention calls `F.scaled_dot_product_attention(..., is_causal=True)` (a fused
-# kernel that never stores the $T \times T$ weights), and `forward_with_attention` takes the explicit path
-# (scores, mask, softmax) to return the weights for the viewer.
+# `amla.transformers.gpt.GPT` implements this; its attention calls `F.scaled_dot_product_attention(...,
+# is_causal=True)` (a fused kernel that never stores the $T \times T$ weights), and `forward_with_attention` takes
+# the explicit path (scores, mask, softmax) to return the weights for the viewer.
 
 # %%
 from amla.transformers.gpt import GPT, GPTConfig, flops_per_token
@@ -384,11 +387,11 @@ print(f"validation windows: fp32 {val_loss_fp32:.5f}, bf16 autocast {val_loss_bf
       f"(difference {val_loss_bf16 - val_loss_fp32:+.5f})")
 
 # %% [markdown]
-# In the cpu run the two losses differed by 0.0004 nats: each logit moves a little, in either direction, and the
-# errors average out over thousands of predictions. Evaluating in bf16 is harmless here. The risk of low precision
-# is in *training*: an update of $10^{-4}$ to a weight of 1 is below bf16's resolution near 1 ($2^{-7} \approx 0.008$)
-# and would simply be lost, which is why mixed precision keeps the weights and the optimizer in fp32 and only
-# computes in bf16.
+# In the cpu runs the two losses differed by 0.0002 to 0.0004 nats: each logit moves a little, in either direction,
+# and the errors average out over thousands of predictions. Evaluating in bf16 is harmless here. The risk of low
+# precision is in *training*: an update of $10^{-4}$ to a weight of 1 is below bf16's resolution near 1 ($2^{-7}
+# \approx 0.008$) and would simply be lost, which is why mixed precision keeps the weights and the optimizer in
+# fp32 and only computes in bf16.
 
 # %% [markdown]
 # **Throughput and MFU.** A training step costs about $6N$ floating-point operations per token for the $N$
@@ -429,7 +432,8 @@ plot_curves(trainer.history, f"{model.num_params() / 1e6:.2f} M parameters, {len
 
 # %% [markdown]
 # On the full corpus both curves are still falling when the run ends: the cpu run finished at 1.46 on the training
-# windows and 1.59 on the validation windows (1.594 on the whole validation text). In 2 500 steps of 16 windows
+# windows and 1.59 on the validation windows (1.594 on the whole validation text; 1.598 on a machine without
+# AVX-512, whose float32 kernels round differently). In 2 500 steps of 16 windows
 # the model sees about 5.1 M characters, each training character only about 5 times, and it is too small to
 # memorise them: it is **underfitting**, and a bigger model or a longer run would help more than any regulariser.
 #
@@ -650,7 +654,9 @@ print(repr(tok.decode(with_cache[0, :120].cpu())))
 # call than a single row. The cache saves *arithmetic*, so its full effect shows once arithmetic dominates: with
 # several sequences at once, as when a sampler draws alternatives (below: 8 at once), or on a GPU with a long
 # context. In the measured cpu runs the cache was 3.5 to 5.6 times faster for one sequence and 10 to 12 times
-# faster for 8.
+# faster for 8 on a machine with AVX-512; on one without, 2.5 and 7.3 times in the notebook (3.4 to 3.6 times for
+# one sequence when timed on its own). The time of a cached step is mostly Python and small-kernel overhead, so the
+# ratio moves with the machine and its load more than the tokens do (they are always the same).
 
 # %%
 starts = start.expand(8, -1)  # 8 sequences from the same start; greedy, so all 8 are the same text
@@ -688,9 +694,9 @@ viewer.select(layer=min(1, config.n_layer - 1), head=0, query=len(chars) - 1)
 
 # %% [markdown]
 # A map shows where a head reads, not whether the model needs what it reads (Hour 04 made this point with the
-# reversal heads). The test is the same here: switch one head off with `amla.transformers.ablation.heads_removed` and measure
-# the validation loss again. Next to each loss increase, the weight the head puts on the previous character,
-# the most common pattern in the maps.
+# reversal heads). The test is the same here: switch one head off with `amla.transformers.ablation.heads_removed`
+# and measure the validation loss again. Next to each loss increase, the weight the head puts on the previous
+# character, the most common pattern in the maps.
 
 # %%
 from amla.transformers.ablation import heads_removed
@@ -791,19 +797,20 @@ amla.checks.summary()
 #    nothing is kept (a row of zeros, and `0/0` after renormalising). More generally the cut is always one token too
 #    early, so a confident model loses exactly the token it is confident about. Keeping the token that crosses $p$
 #    guarantees at least one token and a kept mass of at least $p$.
-# 5. Attention at a position depends only on the positions up to it, and the cache stores exactly the keys and values
-#    the full pass computes for them; so the logits agree up to float rounding and greedy tokens agree exactly (barring
-#    a near tie). Bugs: position embeddings restarting at 0 for each new token instead of continuing at the cache
-#    length; writing the new key at the wrong slot or forgetting to advance the length; applying a top-left causal mask
-#    to the new query; forgetting the dropout is off (`model.eval()`); caching the keys *before* the projection.
+# 5. Attention at a position depends only on the positions up to it, and the cache stores exactly the keys and
+#    values the full pass computes for them; so the logits agree up to float rounding and greedy tokens agree
+#    exactly (barring a near tie). Bugs: position embeddings restarting at 0 for each new token instead of
+#    continuing at the cache length; writing the new key at the wrong slot or forgetting to advance the length;
+#    applying a top-left causal mask to the new query; forgetting the dropout is off (`model.eval()`); caching the
+#    keys *before* the projection.
 # 6. The query is the last position, so it may attend to every stored key and itself: no mask at all (or a
-#    bottom-right aligned one when several new tokens are fed). `is_causal=True` with one query and $t$ keys aligns the
-#    mask at the top left and lets the query see only the first key.
+#    bottom-right aligned one when several new tokens are fed). `is_causal=True` with one query and $t$ keys aligns
+#    the mask at the top left and lets the query see only the first key.
 # 7. The ratio of what the model can memorise to how much distinct data it sees. 20 000 characters are seen dozens
 #    of times in 400 steps and a 0.4 M parameter model memorises them; 1 M characters are seen only a few times in
-#    the main run, and the model is too small to memorise them, so its training and validation losses are the same and
-#    dropout would only slow it down. Bigger models and longer runs (the gpu profile) move towards overfitting, and
-#    there dropout pays.
+#    the main run, and the model is too small to memorise them, so its training and validation losses are the same
+#    and dropout would only slow it down. Bigger models and longer runs (the gpu profile) move towards overfitting,
+#    and there dropout pays.
 
 # %% [markdown]
 # **Next hour:** pretrained transformers. Instead of training from scratch, we load BERT and T5, see what their
