@@ -306,7 +306,7 @@ def test_beam_step_fn_bad_input_gives_one_line_errors():
         return new, parent.float(), token
 
     for bad, got in [(float_parent, r"torch\.float32"), (lambda s, lp, f: beam_step(s, lp, f)[:2], r"got \(\(1, 2\)"),
-                     (lambda s, lp, f: None, r"got \(NoneType\)")]:
+                     (lambda s, lp, f: None, r"got \(None\)")]:
         with pytest.raises(ValueError, match=r"^beam_search: beam_step_fn must return \(new_scores float \(1, 2\), "
                                              r"parent int64 \(1, 2\), token int64 \(1, 2\)\)") as info:
             beam_search(model, src, 4, beam_size=2, beam_step_fn=bad)

@@ -7,8 +7,8 @@ hour uses (yours once it passes, the course's reference while the exercise is no
 - ``engine``: the one engine every check runs on (cases, known mistakes, properties, gradients)
 - ``values``: how results are described and compared, and how changed arguments are noticed
 - ``contract``: what a check returns, the exercises of each hour, the end-of-hour summary
-- one package per hour, one module per exercise: ``toolkit`` (01), ``attention`` (02), ``seq2seq`` (03), ``transformer`` (04),
-  ``encoder_decoder`` (05), ``gpt`` (06)
+- one package per hour, one module per exercise: ``toolkit`` (01), ``attention`` (02), ``seq2seq`` (03),
+  ``transformer`` (04), ``encoder_decoder`` (05), ``gpt`` (06)
 """
 
 from amla._lazy import lazy_submodules

@@ -179,9 +179,11 @@ def _run(spec: Spec, fn: Any, args: tuple[Any, ...], names: Sequence[str], check
         raise
     except _TimeUp:
         out.error = TimeoutError()
-        out.text = f"did not return within {spec.time_limit:.0f} s (an endless loop, e.g. a `while` whose index never moves?)"
+        out.text = (f"did not return within {spec.time_limit:.0f} s (an endless loop, e.g. a `while` whose index "
+                    "never moves?)")
     except Exception as err:  # noqa: BLE001 - the student's code crashed: reported, never raised
-        out.error, out.text = err, f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        out.error, out.text = err, f"{type(err).__name__}: {first}"
         frame = _student_frame(err)
         if frame is not None and frame.line:
             out.where = f" (line {frame.lineno} of your code: `{frame.line.strip()}`)"
@@ -323,9 +325,10 @@ def _evaluate(spec: Spec, student: Any) -> Verdict:
             problem = type_problem(g.value, e.value, spec.part, spec.items)
             if problem is None and g.changed:
                 which = ", ".join(f"`{n}`" for n in g.changed)
-                return Verdict("failed", f"with {c.label}, your function changed its argument{'s' * (len(g.changed) > 1)} "
-                                         f"{which} in place (e.g. `x += ...`, `x /= ...`, `x[...] = ...`, `.pop()`, "
-                                         "`.sort()`): the caller still needs them; work on a new tensor or list.")
+                plural = "s" * (len(g.changed) > 1)
+                return Verdict("failed", f"with {c.label}, your function changed its argument{plural} {which} in "
+                                         "place (e.g. `x += ...`, `x /= ...`, `x[...] = ...`, `.pop()`, `.sort()`): the "
+                                         "caller still needs them; work on a new tensor or list.")
             if problem is None:
                 problem = difference(c.seen(g.value), c.seen(e.value), spec.part, *tol(c), spec.items)
         except Exception as err:  # noqa: BLE001 - the check could not read the student's result
@@ -366,13 +369,15 @@ def _compare_gradients(spec: Spec, student: Any, cases: list[Case], names: Seque
             frame = _student_frame(err)
             where = f" (line {frame.lineno} of your code: `{frame.line.strip()}`)" if frame and frame.line else ""
             return Verdict("failed", f"with {c.label}, the values are right but computing the gradient through your "
-                                     f"code failed: {type(err).__name__}: {str(err).splitlines()[0]}{where}. An in-place "
-                                     "operation (x += ..., x[...] = ...) on a tensor that autograd needs is the usual cause.")
+                                     f"code failed: {type(err).__name__}: {str(err).splitlines()[0]}{where}. An "
+                                     "in-place operation (x += ..., x[...] = ...) on a tensor that autograd needs is the "
+                                     "usual cause.")
         detached = [k for k, (a, w) in enumerate(zip(attached, want_attached)) if w and not a]
         if detached:
             return Verdict("failed", f"with {c.label}, the values are right but the {spec.part} is detached from the "
                                      "inputs, so no gradient flows back through it: .detach(), .item(), .numpy(), "
-                                     "torch.tensor(...) or .data break the graph; keep computing with tensor operations.")
+                                     "torch.tensor(...) or .data break the graph; keep computing with tensor "
+                                     "operations.")
         leaf_names = _leaf_names(c.args, names)
         for k, (h, w) in enumerate(zip(have, want)):
             what = f"`{leaf_names[k]}`" if k < len(leaf_names) else "an input"

@@ -22,7 +22,8 @@ _LOSS_HINT = ("a Python float (loss.item()): a tensor that still holds its graph
 
 
 def describe(value: Any) -> str:
-    """A few words for a value: ``a tensor of shape (2, 3) and dtype torch.float64``, ``None``, ``a list of 3 items``."""
+    """A few words for a value: ``a tensor of shape (2, 3) and dtype torch.float64``, ``None``, ``a list of 3
+    items``."""
     if value is None:
         return "None"
     if isinstance(value, Tensor):

@@ -8,7 +8,10 @@ from torch import Tensor
 
 
 def shape_text(t: object) -> str:
-    """``(2, 5, 8)`` for a tensor, else the type's name, for messages like ``q (2, 5, 8) but k list``."""
+    """``(2, 5, 8)`` for a tensor, ``None`` for None, else the type's name, for messages like ``q (2, 5, 8) but k
+    list`` and for the labels of the self-checks' cases."""
+    if t is None:
+        return "None"
     return str(tuple(t.shape)) if isinstance(t, Tensor) else type(t).__name__
 
 

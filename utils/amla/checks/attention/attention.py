@@ -1,4 +1,5 @@
-"""Exercise 2.2: scaled dot-product attention with masks: the self-check (see the package docstring)."""
+"""The self-check of Exercise 2.2: scaled dot-product attention with masks
+(what it checks: the package docstring)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from amla.checks.attention._common import _NEG_INF, _shape
+from amla.checks.attention._common import _NEG_INF
 from amla.checks.contract import check, exercise
 from amla.checks.engine import Case, Mistake, Property, Spec
+from amla.toolkit.errors import shape_text
 from amla.transformers.attention import causal_mask, padding_mask, scaled_dot_product_attention, to_additive
 
 ATTENTION = exercise(2, "2.2", "Scaled dot-product attention", "scaled_dot_product_attention")
@@ -149,11 +151,11 @@ def _attention_cases() -> list[Case]:
     keep = torch.tensor([True, True, False, True])
     cases.append(("a mask (bool) where query 2 may attend to no key at all", qkv(2, tq=4, tk=4), empty,
                   dict(grad=False, view=lambda out: (out[0][..., keep, :], out[1][..., keep, :]))))
-    out = [Case(f"{label} (q {_shape(q)}, k {_shape(k)}, v {_shape(v)}"
-                + (f", mask {_shape(mask)})" if mask is not None else ")"), (q, k, v, mask), **extra)
+    out = [Case(f"{label} (q {shape_text(q)}, k {shape_text(k)}, v {shape_text(v)}"
+                + (f", mask {shape_text(mask)})" if mask is not None else ")"), (q, k, v, mask), **extra)
            for label, (q, k, v), mask, extra in cases]
     q, k, v = qkv(2, tq=3, tk=4)
-    out.append(Case(f"no mask argument at all: attention(q, k, v) (q {_shape(q)}, k {_shape(k)}, v {_shape(v)})",
+    out.append(Case(f"no mask argument at all: attention(q, k, v) (q {shape_text(q)}, k {shape_text(k)}, v {shape_text(v)})",
                     (q, k, v)))
     return out
 

@@ -1,4 +1,4 @@
-"""Exercise 2.1: a numerically stable softmax: the self-check (see the package docstring)."""
+"""The self-check of Exercise 2.1: a numerically stable softmax (what it checks: the package docstring)."""
 
 from __future__ import annotations
 

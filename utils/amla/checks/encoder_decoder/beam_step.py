@@ -1,4 +1,4 @@
-"""Exercise 5.3: one step of beam search: the self-check (see the package docstring)."""
+"""The self-check of Exercise 5.3: one step of beam search (what it checks: the package docstring)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import torch
 from torch import Tensor
 
 from amla.checks.contract import check, exercise
-from amla.checks.encoder_decoder._common import _shape
 from amla.checks.engine import Case, Mistake, Property, Spec
+from amla.toolkit.errors import shape_text
 from amla.transformers.encoder_decoder import beam_step
 from amla.transformers.tasks import PAD_ID
 
@@ -134,14 +134,14 @@ def _beam_cases() -> list[Case]:
     tie_lp = torch.full((2, 3, 6), math.log(1 / 6))  # every token equally likely: many extensions tie
     tie_finished = torch.tensor([[False, False, False], [False, True, False]])
     return [
-        Case(f"scores {_shape(ordinary[0])}, log_probs {_shape(ordinary[1])}, some beams finished, one of them with "
+        Case(f"scores {shape_text(ordinary[0])}, log_probs {shape_text(ordinary[1])}, some beams finished, one of them with "
              "the best score", ordinary),
-        Case(f"a single beam (K = 1, greedy; scores {_shape(greedy[0])}, beam 0 of example 1 finished)", greedy),
-        Case(f"every beam finished (scores {_shape(done[0])})", done),
-        Case(f"no beam finished (scores {_shape(live[0])})", live),
-        Case(f"a batch of 1 (scores {_shape(one[0])}), the finished beam 1 has the best score", one),
+        Case(f"a single beam (K = 1, greedy; scores {shape_text(greedy[0])}, beam 0 of example 1 finished)", greedy),
+        Case(f"every beam finished (scores {shape_text(done[0])})", done),
+        Case(f"no beam finished (scores {shape_text(live[0])})", live),
+        Case(f"a batch of 1 (scores {shape_text(one[0])}), the finished beam 1 has the best score", one),
         Case(f"the first step: one live beam, the others at -inf (scores {first[0].tolist()})", first),
-        Case(f"float64 scores {_shape(double[0])} and log_probs {_shape(double[1])}", double),
+        Case(f"float64 scores {shape_text(double[0])} and log_probs {shape_text(double[1])}", double),
         Case(f"ties: every token equally likely and equal scores (scores {tie_scores.tolist()}, V = 6; any of the "
              "tied extensions is accepted)", (tie_scores, tie_lp, tie_finished),
              view=_tie_view(tie_scores, tie_lp, tie_finished)),

@@ -1,4 +1,4 @@
-"""Exercise 5.1: the decoder's self-attention mask: the self-check (see the package docstring)."""
+"""The self-check of Exercise 5.1: the decoder's self-attention mask (what it checks: the package docstring)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import torch
 from torch import Tensor
 
 from amla.checks.contract import check, exercise
-from amla.checks.encoder_decoder._common import _shape
 from amla.checks.engine import Case, Mistake, Property, Spec
+from amla.toolkit.errors import shape_text
 from amla.transformers.encoder_decoder import decoder_mask
 from amla.transformers.tasks import BOS_ID, EOS_ID, PAD_ID
 
@@ -74,10 +74,10 @@ def _mask_cases() -> list[Case]:
     odd = torch.tensor([[BOS_ID, 11, 11, BOS_ID, EOS_ID, 23, EOS_ID, PAD_ID],
                         [BOS_ID, 10, 10, 10, 12, EOS_ID, PAD_ID, PAD_ID]])
     return [
-        Case(f"tgt_in of shape {_shape(ordinary)}: <bos>, ids 3 to 12, right padding (lengths 7, 5, 3, 6)", (ordinary,)),
+        Case(f"tgt_in of shape {shape_text(ordinary)}: <bos>, ids 3 to 12, right padding (lengths 7, 5, 3, 6)", (ordinary,)),
         Case("a single position (T = 1: tgt_in = [[<bos>], [<bos>]])", (single,)),
         Case(f"a batch of 1 (tgt_in = {one.tolist()})", (one,)),
-        Case(f"no padding at all (shape {_shape(full)})", (full,)),
+        Case(f"no padding at all (shape {shape_text(full)})", (full,)),
         Case(f"a row that is only <bos> and padding (tgt_in = {empty.tolist()})", (empty,)),
         Case(f"left padding (tgt_in = {left.tolist()}: row 0 starts with 2 pads)", (left,)),
         Case(f"repeated tokens, ids >= 10, and the ids of <bos> and <eos> in the middle (tgt_in = {odd.tolist()})",

@@ -1,4 +1,4 @@
-"""Exercise 5.2: label smoothing: the self-check (see the package docstring)."""
+"""The self-check of Exercise 5.2: label smoothing (what it checks: the package docstring)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from amla.checks.contract import check, exercise
-from amla.checks.encoder_decoder._common import _shape
 from amla.checks.engine import Case, Mistake, Property, Spec
+from amla.toolkit.errors import shape_text
 from amla.transformers.encoder_decoder import label_smoothed_cross_entropy
 from amla.transformers.tasks import PAD_ID
 
@@ -114,13 +114,13 @@ def _smoothing_cases() -> list[Case]:
     last_logits, last = batch(2, 4, 8, [4, 3])
     last[0, 1] = last[1, 0] = 7  # the last class, V - 1
     return [
-        Case(f"logits {_shape(ordinary[0])}, targets with padding in two rows, smoothing 0.2", (*ordinary, 0.2)),
-        Case(f"smoothing 0 (plain cross-entropy), logits {_shape(plain[0])}", (*plain, 0.0)),
-        Case(f"a batch of 1 (logits {_shape(one[0])}), smoothing 0.1", (*one, 0.1)),
-        Case(f"no padding at all (logits {_shape(full[0])}), smoothing 0.3", (*full, 0.3)),
-        Case(f"very large logits (about 1e4, shape {_shape(large[0])}), smoothing 0.1", (*large, 0.1)),
-        Case(f"float64 logits {_shape(double[0])}, smoothing 0.1", (*double, 0.1)),
-        Case(f"targets that include the last class (V - 1 = 7, logits {_shape(last_logits)}), smoothing 0.1",
+        Case(f"logits {shape_text(ordinary[0])}, targets with padding in two rows, smoothing 0.2", (*ordinary, 0.2)),
+        Case(f"smoothing 0 (plain cross-entropy), logits {shape_text(plain[0])}", (*plain, 0.0)),
+        Case(f"a batch of 1 (logits {shape_text(one[0])}), smoothing 0.1", (*one, 0.1)),
+        Case(f"no padding at all (logits {shape_text(full[0])}), smoothing 0.3", (*full, 0.3)),
+        Case(f"very large logits (about 1e4, shape {shape_text(large[0])}), smoothing 0.1", (*large, 0.1)),
+        Case(f"float64 logits {shape_text(double[0])}, smoothing 0.1", (*double, 0.1)),
+        Case(f"targets that include the last class (V - 1 = 7, logits {shape_text(last_logits)}), smoothing 0.1",
              (last_logits, last, 0.1)),
     ]
 

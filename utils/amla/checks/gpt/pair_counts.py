@@ -1,4 +1,4 @@
-"""Exercise 6.1: counting pairs: the self-check (see the package docstring)."""
+"""The self-check of Exercise 6.1: counting pairs (what it checks: the package docstring)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Exercise 3.1: additive attention: the self-check (see the package docstring)."""
+"""The self-check of Exercise 3.1: additive attention (what it checks: the package docstring)."""
 
 from __future__ import annotations
 

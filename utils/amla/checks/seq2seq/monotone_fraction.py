@@ -1,4 +1,4 @@
-"""Exercise 3.3: how monotone is an alignment: the self-check (see the package docstring)."""
+"""The self-check of Exercise 3.3: how monotone is an alignment (what it checks: the package docstring)."""
 
 from __future__ import annotations
 

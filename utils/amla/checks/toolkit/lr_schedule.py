@@ -1,4 +1,5 @@
-"""Exercise 1.2: warmup + cosine learning-rate schedule: the self-check (see the package docstring)."""
+"""The self-check of Exercise 1.2: warmup + cosine learning-rate schedule
+(what it checks: the package docstring)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Exercise 1.3: save and load the complete training state: the self-check (see the package docstring)."""
+"""The self-check of Exercise 1.3: save and load the complete training state
+(what it checks: the package docstring)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Exercise 1.1: one mixed-precision training step with accumulation and clipping: the self-check (see the package docstring)."""
+"""The self-check of Exercise 1.1: one mixed-precision training step with accumulation and clipping
+(what it checks: the package docstring)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from torch import Tensor, nn
 
 from amla.checks.contract import check, exercise
 from amla.checks.engine import Case, Mistake, Property, Spec
-from amla.checks.toolkit._common import _CPU
 from amla.toolkit.precision import autocast
 from amla.toolkit.train import train_step as _package_step
 
+_CPU = torch.device("cpu")
 TRAIN_STEP = exercise(1, "1.1", "A training step with accumulation, mixed precision and clipping", "train_step")
 
 

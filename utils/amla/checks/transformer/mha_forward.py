@@ -1,4 +1,4 @@
-"""Exercise 4.2: multi-head attention: the self-check (see the package docstring)."""
+"""The self-check of Exercise 4.2: multi-head attention (what it checks: the package docstring)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from torch import Tensor
 
 from amla.checks.contract import check, exercise
 from amla.checks.engine import Case, Mistake, Property, Spec
-from amla.checks.transformer._common import _seeded, _shape
+from amla.checks.transformer._common import _seeded
 from amla.checks.transformer.split_heads import _split_variant
+from amla.toolkit.errors import shape_text
 from amla.transformers.attention import causal_mask, padding_mask
 from amla.transformers.nn import MultiHeadAttention, merge_heads, mha_forward, split_heads
 
@@ -112,11 +113,11 @@ def _mha_cases() -> list[Case]:
     ]
     cases = []
     for label, args, extra in rows:
-        shapes = f"x {_shape(args[1])}" + (f", kv {_shape(args[2])}" if args[2] is not None else "") + \
-                 (f", mask {_shape(args[3])}" if args[3] is not None else "")
+        shapes = f"x {shape_text(args[1])}" + (f", kv {shape_text(args[2])}" if args[2] is not None else "") + \
+                 (f", mask {shape_text(args[3])}" if args[3] is not None else "")
         cases.append(Case(f"{label} ({shapes})", args, **extra))
     args = (_mha(12, 3, 10), x(2, 5, 12))
-    cases.append(Case(f"no kv and no mask argument at all: mha_forward(mha, x) (x {_shape(args[1])})", args))
+    cases.append(Case(f"no kv and no mask argument at all: mha_forward(mha, x) (x {shape_text(args[1])})", args))
     return cases
 
 

@@ -1,4 +1,4 @@
-"""Exercise 4.3: the sinusoidal table: the self-check (see the package docstring)."""
+"""The self-check of Exercise 4.3: the sinusoidal table (what it checks: the package docstring)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Exercise 4.1: splitting the heads: the self-check (see the package docstring)."""
+"""The self-check of Exercise 4.1: splitting the heads (what it checks: the package docstring)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Exercise 4.4: the residual block, pre-norm and post-norm: the self-check (see the package docstring)."""
+"""The self-check of Exercise 4.4: the residual block, pre-norm and post-norm
+(what it checks: the package docstring)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from torch import Tensor
 
 from amla.checks.contract import check, exercise
 from amla.checks.engine import Case, Mistake, Property, Spec
-from amla.checks.transformer._common import _seeded, _shape
+from amla.checks.transformer._common import _seeded
+from amla.toolkit.errors import shape_text
 from amla.transformers.attention import causal_mask, padding_mask
 from amla.transformers.nn import TransformerBlock, block_forward
 
@@ -95,10 +97,10 @@ def _block_cases() -> list[Case]:
          (_block(True, 7, torch.float64), x(2, 5, 8, dtype=torch.float64), padding_mask([5, 2], 5))),
         ("a float64 post-norm block", (_block(False, 8, torch.float64), x(2, 4, 8, dtype=torch.float64), None)),
     ]
-    cases = [Case(f"{label} (x {_shape(args[1])}" + (f", mask {_shape(args[2])})" if args[2] is not None else ")"),
+    cases = [Case(f"{label} (x {shape_text(args[1])}" + (f", mask {shape_text(args[2])})" if args[2] is not None else ")"),
                   args) for label, args in rows]
     args = (_block(False, 9), x(2, 5, 8))
-    cases.append(Case(f"no mask argument at all: block_forward(block, x) (post-norm, x {_shape(args[1])})", args))
+    cases.append(Case(f"no mask argument at all: block_forward(block, x) (post-norm, x {shape_text(args[1])})", args))
     return cases
 
 
