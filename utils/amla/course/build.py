@@ -31,20 +31,15 @@ from jupytext.config import JupytextConfiguration, load_jupytext_configuration_f
 from jupytext.metadata_filter import filter_metadata
 from nbformat import NotebookNode
 
-from amla.course.hours import HOURS, Hour, colab_url, hour, setup_cell
+from amla.course.hours import HOURS, SOURCE_DIR, STUDENT_DIR, Hour, hour, setup_cell
+from amla.course.readme import README, README_END, README_START, hour_table, render_readme
 
-SOURCE_DIR = "solutions"
-STUDENT_DIR = "hours"
 JUPYTEXT_CONFIG = "jupytext.toml"
-README = "README.md"
-README_START = "<!-- hours:start -->"
-README_END = "<!-- hours:end -->"
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 SETUP_TAG = "setup"
 ANSWER_TAG = "answer"
 STUDENT_ANSWER = "**Your answer:** ..."
-COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 JUPYTEXT_LAYOUT_KEYS = ("lines_to_next_cell", "lines_to_end_of_cell_marker", "cell_marker")
@@ -335,37 +330,6 @@ def notebook_bytes(nb: NotebookNode) -> bytes:
     nbformat.validate(nb)
     text = nbformat.writes(nb, version=4)
     return (text if text.endswith("\n") else text + "\n").encode("utf-8")
-
-
-# --- README.md ---------------------------------------------------------------------------------
-
-
-def hour_table(sources: dict[int, Path]) -> list[str]:
-    """Markdown table of all hours: links and a Colab badge where a source exists, else "planned"."""
-    rows = ["| Hour | Topic | Student notebook | Solutions | Colab |", "|---:|---|---|---|---|"]
-    for h in HOURS:
-        title = h.title.replace("|", "\\|")
-        if h.number in sources:
-            student = f"[{h.stem}.ipynb]({STUDENT_DIR}/{h.stem}.ipynb)"
-            solution = f"[{h.stem}.ipynb]({SOURCE_DIR}/{h.stem}.ipynb)"
-            badge = f"[![Open In Colab]({COLAB_BADGE})]({colab_url(h.stem)})"
-            rows.append(f"| {h.number} | {title} | {student} | {solution} | {badge} |")
-        else:
-            rows.append(f"| {h.number} | {title} | planned | | |")
-    return rows
-
-
-def render_readme(text: str, table: list[str]) -> str:
-    """README text with the region between the hour markers replaced by ``table``."""
-    lines = text.split("\n")
-    starts = [i for i, line in enumerate(lines) if line.strip() == README_START]
-    ends = [i for i, line in enumerate(lines) if line.strip() == README_END]
-    if len(starts) != 1 or len(ends) != 1 or starts[0] > ends[0]:
-        raise BuildError(
-            f"{README} needs the line {README_START} and, below it, the line {README_END} (once each) "
-            f"around the hour table; found {len(starts)} start and {len(ends)} end marker(s)"
-        )
-    return "\n".join(lines[: starts[0] + 1] + ["", *table, ""] + lines[ends[0] :])
 
 
 # --- the build ---------------------------------------------------------------------------------

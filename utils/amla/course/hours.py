@@ -13,6 +13,11 @@ REPO_URL = "https://github.com/amla-course/amla"
 
 BRANCH = "main"
 
+SOURCE_DIR = "solutions"
+"""Where the hour sources ``NN_slug.py`` and the complete notebooks live."""
+STUDENT_DIR = "hours"
+"""Where the student notebooks live."""
+
 
 @dataclass(frozen=True)
 class Hour:
