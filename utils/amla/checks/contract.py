@@ -99,7 +99,9 @@ def _callable_or_fail(ex: Exercise, name: str, fn: Any) -> None:
 
 def check(ex: Exercise, spec: Spec, students: tuple[Callable[..., Any], ...],
           references: tuple[Callable[..., Any], ...], detail: str = "") -> Any:
-    """Run ``spec`` on the student's function(s); return what the rest of the hour uses (see the module doc)."""
+    """Run ``spec`` on the student's function(s); return what the rest of the hour uses (see the module doc).
+
+    ``detail`` is said when the answer passes; ``{cases}`` in it becomes the number of cases the check ran."""
     for name, fn in zip(ex.names, students):
         _callable_or_fail(ex, name, fn)
     verdict = evaluate(spec, students[0] if len(students) == 1 else students)
@@ -112,6 +114,7 @@ def check(ex: Exercise, spec: Spec, students: tuple[Callable[..., Any], ...],
         _STATUS[ex.id] = ("failed", verdict.message)
         raise CheckFailed(f"{ex.label}: {verdict.message}")
     else:
+        detail = detail.replace("{cases}", str(verdict.cases))
         _STATUS[ex.id] = ("passed", detail)
         said = f": {detail}" if detail else ""
         print(f"\u2713 {ex.label} passed{said}. The rest of this hour uses your {ex.what}.")

@@ -105,6 +105,7 @@ class Spec:
 class Verdict:
     status: str  # "passed", "not_done" or "failed"
     message: str = ""
+    cases: int = 0  # how many cases were run
 
 
 @dataclass
@@ -352,8 +353,8 @@ def _evaluate(spec: Spec, student: Any) -> Verdict:
         return Verdict("failed", f"with {c.label}, {problem}.")
 
     if spec.differentiable:
-        return _compare_gradients(spec, student, cases, names) or Verdict("passed")
-    return Verdict("passed")
+        return _compare_gradients(spec, student, cases, names) or Verdict("passed", cases=len(cases))
+    return Verdict("passed", cases=len(cases))
 
 
 def _compare_gradients(spec: Spec, student: Any, cases: list[Case], names: Sequence[str]) -> Verdict | None:

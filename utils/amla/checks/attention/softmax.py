@@ -149,5 +149,5 @@ _SOFTMAX_SPEC = Spec(reference=softmax, cases=_softmax_cases, mistakes=_SOFTMAX_
 def check_softmax(softmax_fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
     """Exercise 2.1: ``softmax(x, dim)``; returns the softmax the rest of the hour uses (yours once it passes)."""
     return check(SOFTMAX, _SOFTMAX_SPEC, (softmax_fn,), (softmax,),
-                 f"stable near +-1000 and 1e4, exact zeros for -inf, any dim, float64 kept, gradients right "
-                 f"({len(_softmax_cases())} cases)")
+                 "stable near +-1000 and 1e4, exact zeros for -inf, any dim, float64 kept, gradients right "
+                 "({cases} cases)")

@@ -149,5 +149,5 @@ def check_decoder_mask(decoder_mask_fn: Callable[[Tensor], Tensor]) -> Callable[
     """Exercise 5.1: ``decoder_mask(tgt_in) -> bool [B, 1, T, T]`` (True = may attend); returns the mask function
     the rest of the hour uses (yours once it passes)."""
     return check(MASK, _MASK_SPEC, (decoder_mask_fn,), (decoder_mask,),
-                 f"bool [B, 1, T, T], causal, padded keys hidden, on {len(_mask_cases())} cases (right and left "
+                 "bool [B, 1, T, T], causal, padded keys hidden, on {cases} cases (right and left "
                  "padding, T = 1, a batch of 1, no padding, a row of only <bos>, ids >= 10 and <bos>/<eos> ids inside)")
