@@ -13,6 +13,7 @@ import ipywidgets as widgets
 import matplotlib
 import matplotlib.pyplot as plt
 import pytest
+import torch
 from IPython.core.formatters import DisplayFormatter
 from matplotlib.figure import Figure
 
@@ -351,6 +352,43 @@ def test_dashboard_rejects_bad_settings() -> None:
         Dashboard(max_points=1)
     with pytest.raises(ValueError, match="max_overhead"):
         Dashboard(max_overhead=0)
+
+
+def test_dashboard_fed_by_a_hand_written_loop(monkeypatch: pytest.MonkeyPatch, fake_display: FakeDisplay) -> None:
+    monkeypatch.setattr(IPython, "get_ipython", lambda: SimpleNamespace(kernel=object()))
+    dash = Dashboard(every_s=0, max_overhead=1.0)
+    assert dash.start(4) is dash
+    for step in range(4):
+        dash.log(step, d_loss=torch.tensor(1.0 + step), g_loss=0.5)  # a 0-d tensor is taken as its number
+        if step % 2 == 1:
+            dash.log_eval(step, modes=step + 5)
+    history = dash.finish()
+    assert history is dash.history
+    assert [r["d_loss"] for r in history.train] == [1.0, 2.0, 3.0, 4.0]
+    assert all(type(r["d_loss"]) is float for r in history.train)
+    assert [r["modes"] for r in history.eval] == [6.0, 8.0]
+    assert len(fake_display.shown) == 1 and dash.draws == 1 + 4 + 2 + 1
+    assert dash.last_text == "step 4/4 | d loss 4 | g loss 0.5 | modes 8"
+    # both losses are drawn, each with its moving average
+    labels = [line.get_label() for line in plot_history(history).axes[0].get_lines()]
+    assert labels == ["d_loss", "d_loss (EMA)", "g_loss", "g_loss (EMA)"]
+    dash.start(2)  # a second loop starts a new history and a new output
+    assert dash.history.train == [] and len(fake_display.shown) == 2
+
+
+def test_dashboard_loop_bad_input() -> None:
+    dash = Dashboard()
+    with pytest.raises(RuntimeError, match=r"call dash.start\(max_steps\) before the loop"):
+        dash.log(0, d_loss=1.0)
+    with pytest.raises(ValueError, match="max_steps must be a positive int"):
+        dash.start(0)
+    dash.start(3)
+    with pytest.raises(TypeError, match="d_loss must be a number"):
+        dash.log(0, d_loss="0.7")
+    with pytest.raises(ValueError, match="step must be an int >= 0"):
+        dash.log(-1, d_loss=0.7)
+    with pytest.raises(ValueError, match="at least one name=value"):
+        dash.log_eval(0)
 
 
 # --- no leaks -------------------------------------------------------------------------------------

@@ -1,6 +1,16 @@
 """Live training curves in ONE notebook output, updated in place.
 
-``Dashboard`` is a Trainer callback. In a Jupyter kernel it displays the curves once per fit
+``Dashboard`` is a Trainer callback, and it can be fed by a loop written out by hand (a GAN's two-player loop)::
+
+    dash = Dashboard()
+    dash.start(max_steps)
+    for step in range(max_steps):
+        ...
+        dash.log(step, d_loss=d.item(), g_loss=g.item())   # every step
+        dash.log_eval(step, modes=7)                       # now and then
+    history = dash.finish()
+
+ In a Jupyter kernel it displays the curves once per fit
 (``display(bundle, raw=True, display_id=True)``) and then updates that same output with
 ``handle.update(bundle, raw=True)``; it never clears output, so printed lines and warnings stay.
 Each bundle holds ``image/png`` (the curves) and ``text/plain`` (a one-line status), so a saved
@@ -21,6 +31,7 @@ import numbers
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from amla.views.base import fig_to_png
@@ -66,6 +77,7 @@ class Dashboard:
         self._draw_cost = 0.0
         self._last_step: Mapping[str, Any] = {}
         self._last_eval: Mapping[str, Any] = {}
+        self._loop: Any = None  # the state of a hand-written loop (start / log / finish)
 
     # --- the Trainer callback interface ---------------------------------------------------------
 
@@ -88,6 +100,64 @@ class Dashboard:
         """Always redraw, so the saved notebook keeps the final picture."""
         self._draw(trainer)
 
+    # --- a loop written by hand -------------------------------------------------------------------
+
+    def start(self, max_steps: int) -> "Dashboard":
+        """Begin a hand-written loop of ``max_steps`` steps: a new, empty history and a new output."""
+        if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1:
+            raise ValueError(f"Dashboard.start: max_steps must be a positive int, got {max_steps!r}")
+        from amla.toolkit.train import History
+
+        self._loop = SimpleNamespace(history=History(), step=0, config=SimpleNamespace(max_steps=max_steps))
+        self.on_fit_start(self._loop)
+        return self
+
+    def log(self, step: int, **values: Any) -> None:
+        """Record one training step's numbers (floats, ints or 0-d tensors), e.g. ``log(step, d_loss=0.69)``."""
+        record = self._record("log", step, values)
+        self._loop.history.train.append(record)
+        self.on_step_end(self._loop, record)
+
+    def log_eval(self, step: int, **values: Any) -> None:
+        """Record an evaluation's numbers (drawn as the eval-metric panel), e.g. ``log_eval(step, modes=8)``."""
+        record = self._record("log_eval", step, values)
+        self._loop.history.eval.append(record)
+        self.on_eval(self._loop, record)
+
+    def finish(self) -> Any:
+        """End the loop: draw the final picture (kept in the saved notebook) and return the ``History``."""
+        loop = self._require_loop("finish")
+        self.on_fit_end(loop)
+        return loop.history
+
+    @property
+    def history(self) -> Any:
+        """The ``History`` of the hand-written loop (``.train`` and ``.eval`` lists of dicts)."""
+        return self._require_loop("history").history
+
+    def _require_loop(self, what: str) -> Any:
+        loop = getattr(self, "_loop", None)
+        if loop is None:
+            raise RuntimeError(f"Dashboard.{what}: call dash.start(max_steps) before the loop")
+        return loop
+
+    def _record(self, what: str, step: Any, values: Mapping[str, Any]) -> dict[str, float]:
+        loop = self._require_loop(what)
+        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+            raise ValueError(f"Dashboard.{what}: step must be an int >= 0, got {step!r}")
+        if not values:
+            raise ValueError(f"Dashboard.{what}: expected at least one name=value, e.g. {what}(step, d_loss=0.7)")
+        record: dict[str, float] = {"step": step}
+        for key, value in values.items():
+            if hasattr(value, "item") and callable(value.item) and getattr(value, "numel", lambda: 1)() == 1:
+                value = value.item()
+            if not isinstance(value, numbers.Real) or isinstance(value, bool):
+                raise TypeError(f"Dashboard.{what}: {key} must be a number (or a 0-d tensor), "
+                                f"got {type(value).__name__}")
+            record[key] = float(value)
+        loop.step = max(loop.step, step + 1 if what == "log" else step)
+        return record
+
     # --- drawing ----------------------------------------------------------------------------------
 
     def _maybe_draw(self, trainer: Any) -> None:
@@ -109,8 +179,9 @@ class Dashboard:
         """One line: ``step 120/500 | loss 0.312 | val_loss 0.300 | lr 1.0e-03 | 850 samples/s``."""
         parts = [f"step {trainer.step}/{trainer.config.max_steps}"]
         step = self._last_step
-        if _number(step.get("loss")):
-            parts.append(f"loss {step['loss']:.4g}")
+        for key, value in step.items():
+            if key.endswith("loss") and _number(value):
+                parts.append(f"{key.replace('_', ' ')} {value:.4g}")
         for key, value in self._last_eval.items():
             if key != "step" and _number(value):
                 parts.append(f"{key} {value:.4g}")

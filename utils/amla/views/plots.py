@@ -23,6 +23,8 @@ _NOT_METRICS = frozenset({"step", "epoch", "elapsed_s"})
 _PANEL_SIZE = (4.2, 3.2)
 #: "0.0003" rather than an offset text ("1e-3") that collides with the title.
 _LR_TICKS = FuncFormatter(lambda value, _pos: f"{value:.3g}")
+#: One colour per train loss (the Trainer's ``loss``; a GAN loop's ``d_loss`` and ``g_loss``).
+_LOSS_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:brown", "tab:pink")
 
 
 def ema(values: Sequence[float], smoothing: float = 0.9) -> list[float]:
@@ -112,22 +114,30 @@ def _loss_panel(
     smoothing: float,
     max_points: int | None,
 ) -> None:
-    steps, losses = _series(train, "loss")
-    if steps:
+    drawn = False
+    for key, color in zip(_train_loss_keys(train), _LOSS_COLORS):
+        steps, losses = _series(train, key)
         smooth = ema(losses, smoothing)
         keep = _thin(len(steps), max_points)
         xs = [steps[i] for i in keep]
-        raw = [losses[i] for i in keep]
-        ax.plot(xs, raw, color="tab:blue", alpha=0.25, linewidth=0.8, label="train loss")
-        ax.plot(xs, [smooth[i] for i in keep], color="tab:blue", linewidth=1.8, label="train loss (EMA)")
+        name = "train loss" if key == "loss" else key
+        ax.plot(xs, [losses[i] for i in keep], color=color, alpha=0.25, linewidth=0.8, label=name)
+        ax.plot(xs, [smooth[i] for i in keep], color=color, linewidth=1.8, label=f"{name} (EMA)")
+        drawn = True
     for key in loss_keys:
         ax.plot(*_series(evals, key), marker="o", markersize=4, linewidth=1.2, label=key)
-    if not steps and not any(_series(evals, key)[0] for key in loss_keys):
+    if not drawn and not any(_series(evals, key)[0] for key in loss_keys):
         _note(ax, "waiting for the first step")
     else:
         ax.legend(fontsize="small")
     ax.set_title("loss", fontsize="medium")
     _style(ax, "step", "loss")
+
+
+def _train_loss_keys(train: list[Mapping[str, Any]]) -> list[str]:
+    """The train keys holding a loss: ``loss`` (the Trainer's) first, then others such as ``d_loss``, ``g_loss``."""
+    keys = [key for key in _numeric_keys(train) if key.endswith("loss")]
+    return sorted(keys, key=lambda k: k != "loss")
 
 
 def _metrics_panel(ax: Axes, evals: list[Mapping[str, Any]], keys: list[str]) -> None:
