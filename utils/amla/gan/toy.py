@@ -14,6 +14,7 @@ on 2,500 samples, as a mean and standard error over 5 seeds (``mean_sem``).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -91,7 +92,8 @@ def mode_coverage(samples: Tensor, modes: Tensor, std: float) -> tuple[int, floa
 
     Returns ``(modes captured, fraction of high-quality samples)`` as ``(int, float)``: a sample is high quality
     when its distance to the nearest mode is at most ``3 * std``; a mode is captured when it is the nearest mode of
-    at least one high-quality sample. The inputs are not changed.
+    at least one high-quality sample. ``std`` is a number (int, float, numpy scalar or 0-d tensor). The inputs are
+    not changed.
     """
     if not isinstance(samples, Tensor) or samples.dim() != 2 or samples.shape[1] != 2 or samples.shape[0] == 0:
         got = tuple(samples.shape) if isinstance(samples, Tensor) else type(samples).__name__
@@ -99,8 +101,11 @@ def mode_coverage(samples: Tensor, modes: Tensor, std: float) -> tuple[int, floa
     if not isinstance(modes, Tensor) or modes.dim() != 2 or modes.shape[1] != 2 or modes.shape[0] == 0:
         got = tuple(modes.shape) if isinstance(modes, Tensor) else type(modes).__name__
         raise ValueError(f"mode_coverage: modes must be a non-empty tensor [K, 2], got {got}")
-    if not (isinstance(std, (int, float)) and not isinstance(std, bool) and std > 0):
+    if isinstance(std, Tensor) and std.numel() == 1:
+        std = float(std)
+    if not (isinstance(std, numbers.Real) and not isinstance(std, bool) and std > 0):
         raise ValueError(f"mode_coverage: std must be a positive number, got {std!r}")
+    std = float(std)
     x = samples.detach()
     dist = torch.cdist(x, modes.detach().to(dtype=x.dtype, device=x.device))  # [N, K]
     nearest_dist, nearest = dist.min(dim=1)

@@ -5,18 +5,27 @@
 - ``plot_history`` / ``plot_lr_schedule``: plain matplotlib Figures.
 - ``Dashboard``: a Trainer callback that updates one output with the training curves.
 - ``AttentionViewer`` / ``plot_attention``: attention weights by layer, head and query.
+- ``GanPlayer`` (``gan_player.record`` makes its frames): a 2-D GAN's training played back, GAN-Lab style.
+- ``SampleGallery`` (``gallery.snapshot`` makes its pictures): generated images per epoch, by class, with a
+  latent-interpolation strip.
 """
 
 from amla.views.attention import AttentionViewer, plot_attention
 from amla.views.base import View, fig_to_png, interactive
 from amla.views.dashboard import Dashboard
+from amla.views.gallery import SampleGallery, image_grid
+from amla.views.gan_player import GanFrame, GanPlayer
 from amla.views.plots import plot_history, plot_lr_schedule
 
 __all__ = [
     "AttentionViewer",
     "Dashboard",
+    "GanFrame",
+    "GanPlayer",
+    "SampleGallery",
     "View",
     "fig_to_png",
+    "image_grid",
     "interactive",
     "plot_attention",
     "plot_history",
