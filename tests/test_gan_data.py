@@ -157,7 +157,7 @@ def test_classifier_learns_and_is_cached(tmp_path: Path, capsys: pytest.CaptureF
     d = images.digit_images("digits8x8")
     first = images.classifier_for(d, steps=150, cache_dir=tmp_path)
     assert "trained (150 steps) and saved" in capsys.readouterr().out
-    assert images.accuracy(first, d.gan_x, d.gan_y) > 0.85  # a few seconds of training; the hours train longer
+    assert images.accuracy(first, d.gan_x, d.gan_y) > 0.75  # 0.88-0.89 here after a few seconds; the hours train longer
     again = images.classifier_for(d, steps=150, cache_dir=tmp_path)
     assert "loaded from" in capsys.readouterr().out
     for a, b in zip(first.state_dict().values(), again.state_dict().values()):
