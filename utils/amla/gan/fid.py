@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from amla.toolkit.train import eval_batches
+
 __all__ = ["add_noise", "blur", "classifier_features", "drop_classes", "feature_stats", "fid", "frechet_distance",
            "sqrtm_psd"]
 
@@ -84,14 +86,8 @@ def classifier_features(images: Tensor, classifier: nn.Module, batch_size: int =
     if not isinstance(images, Tensor) or images.dim() != 4:
         raise ValueError(f"classifier_features: expected images [N, C, H, W], got "
                          f"{getattr(images, 'shape', type(images).__name__)}")
-    was_training = classifier.training
-    classifier.eval()
-    device = next(classifier.parameters()).device
-    try:
-        return torch.cat([classifier.features(images[i:i + batch_size].to(device).float()).cpu()
-                          for i in range(0, len(images), batch_size)])
-    finally:
-        classifier.train(was_training)
+    batches = eval_batches(classifier, [images], batch_size)
+    return torch.cat([classifier.features(xb.float()).cpu() for (xb,) in batches])
 
 
 def fid(real_images: Tensor, fake_images: Tensor, classifier: nn.Module,

@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from amla.toolkit.data import DataMissing, fetch
+from amla.toolkit.data import DataMissing, fetch, user_cache
+from amla.toolkit.train import eval_batches
 
 __all__ = ["DigitClassifier", "DigitImages", "accuracy", "classifier_for", "digit_images", "per_class_accuracy",
            "train_classifier"]
@@ -155,8 +156,8 @@ def _shift(x: Tensor, max_shift: int, generator: torch.Generator) -> Tensor:
     return taken.gather(3, cols)
 
 
-def train_classifier(x: Tensor, y: Tensor, *, steps: int = 800, batch_size: int = 64, lr: float = 2e-3,
-                     seed: int = 0, device: torch.device | str = "cpu", max_shift: int | None = None) -> DigitClassifier:
+def train_classifier(x: Tensor, y: Tensor, *, steps: int = 800, batch_size: int = 64, lr: float = 2e-3, seed: int = 0,
+                     device: torch.device | str = "cpu", max_shift: int | None = None) -> DigitClassifier:
     """A ``DigitClassifier`` trained on ``x [N, 1, H, W], y [N]`` with Adam, a cosine learning rate and random
     shifts of up to ``max_shift`` pixels (default 2 for 28x28 images, 1 for 8x8). Returned in eval mode."""
     if x.dim() != 4 or x.shape[1] != 1 or x.shape[0] != y.shape[0]:
@@ -192,10 +193,11 @@ def classifier_for(data: DigitImages, *, steps: int = 800, batch_size: int = 64,
     """The classifier of ``train_classifier`` on ``data``'s held-out part, trained once and then cached.
 
     Hours 11 and 12 use the same classifier; the first to run trains it (deterministically, from ``seed``) and
-    saves its weights atomically under ``cache_dir`` (default: the user's cache, ``~/.cache/amla/models``), the other loads them (``weights_only=True``). Prints which of the two happened."""
+    saves its weights atomically under ``cache_dir`` (default: the user's cache, ``~/.cache/amla/models``), the
+    other loads them (``weights_only=True``). Prints which of the two happened."""
     from amla.toolkit.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
-    root = Path(cache_dir) if cache_dir is not None else _model_cache()
+    root = Path(cache_dir) if cache_dir is not None else user_cache() / "models"
     key = f"digit_classifier_v{CLASSIFIER_VERSION}_{data.name}_{len(data.held_x)}_s{seed}_{steps}x{batch_size}.pt"
     path = root / key
     model = DigitClassifier(data.size)
@@ -215,22 +217,10 @@ def classifier_for(data: DigitImages, *, steps: int = 800, batch_size: int = 64,
     return model
 
 
-def _model_cache() -> Path:
-    import os
-
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "amla" / "models"
-
-
 @torch.no_grad()
 def predict(model: nn.Module, x: Tensor, batch_size: int = 1000) -> Tensor:
     """Predicted classes [N] (on the CPU) of images ``x``, in batches, with the model in eval mode meanwhile."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    out = torch.cat([model(x[i:i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)])
-    model.train(was_training)
-    return out
+    return torch.cat([model(xb).argmax(1).cpu() for (xb,) in eval_batches(model, [x], batch_size)])
 
 
 def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:

@@ -19,13 +19,18 @@ import torch
 DATA_ENV = "AMLA_DATA"
 
 
+def user_cache() -> Path:
+    """The course's folder in the user's cache: ``$XDG_CACHE_HOME/amla`` or ``~/.cache/amla``."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "amla"
+
+
 def data_dir() -> Path:
     """Where datasets live: ``AMLA_DATA`` or the user's cache directory (``~/.cache/amla``)."""
     explicit = os.environ.get(DATA_ENV)
     if explicit:
         return Path(explicit).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "amla"
+    return user_cache()
 
 
 class DataMissing(FileNotFoundError):

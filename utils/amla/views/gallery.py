@@ -29,6 +29,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
+from amla.toolkit.train import eval_batches
 from amla.views.base import View
 
 __all__ = ["SampleGallery", "image_grid", "snapshot"]
@@ -44,18 +45,8 @@ def snapshot(generator: nn.Module, z: Tensor, y: Tensor | None = None, batch_siz
         raise TypeError(f"snapshot: generator must be an nn.Module, got {type(generator).__name__}")
     if not isinstance(z, Tensor) or z.dim() != 2:
         raise ValueError(f"snapshot: z must be a tensor [N, z_dim], got {getattr(z, 'shape', type(z).__name__)}")
-    was_training = generator.training
-    generator.eval()
-    try:
-        device = next(generator.parameters()).device
-        parts = []
-        for i in range(0, len(z), batch_size):
-            zb = z[i:i + batch_size].to(device)
-            yb = None if y is None else y[i:i + batch_size].to(device)
-            parts.append((generator(zb) if yb is None else generator(zb, yb)).float().cpu())
-    finally:
-        generator.train(was_training)
-    return torch.cat(parts)
+    tensors = [z] if y is None else [z, y]
+    return torch.cat([generator(*batch).float().cpu() for batch in eval_batches(generator, tensors, batch_size)])
 
 
 def image_grid(images: Tensor | np.ndarray, ncols: int, pad: int = 1, value: float = 0.2) -> np.ndarray:
