@@ -8,20 +8,26 @@
 - ``GanPlayer`` (``gan_player.record`` makes its frames): a 2-D GAN's training played back, GAN-Lab style.
 - ``SampleGallery`` (``gallery.snapshot`` makes its pictures): generated images per epoch, by class, with a
   latent-interpolation strip.
+- ``EmbeddingExplorer``: 2-D points (node embeddings, samples) at every saved epoch, by class, with a graph's edges.
+- ``NeighbourhoodAttention``: one node's attention weights over its incoming edges, per head (graph attention).
 """
 
 from amla.views.attention import AttentionViewer, plot_attention
 from amla.views.base import View, fig_to_png, interactive
 from amla.views.dashboard import Dashboard
+from amla.views.embedding import EmbeddingExplorer
 from amla.views.gallery import SampleGallery, image_grid
 from amla.views.gan_player import GanFrame, GanPlayer
+from amla.views.graph_attention import NeighbourhoodAttention
 from amla.views.plots import plot_history, plot_lr_schedule
 
 __all__ = [
     "AttentionViewer",
     "Dashboard",
+    "EmbeddingExplorer",
     "GanFrame",
     "GanPlayer",
+    "NeighbourhoodAttention",
     "SampleGallery",
     "View",
     "fig_to_png",

@@ -116,15 +116,7 @@ class AttentionViewer(View):
             for control, value, name, names in asked if value is not None]
         if all_heads is not None:
             wanted.append((self.all_heads, bool(all_heads)))
-        changed = [(control, value) for control, value in wanted if control.value != value]
-        for control, value in changed:  # quietly, then one redraw for all of them
-            control.unobserve(self._on_change, names="value")
-            try:
-                control.value = value
-            finally:
-                control.observe(self._on_change, names="value")
-        if changed:
-            self.refresh()
+        self.set_controls(wanted)  # quietly, then one redraw for all of them
         return self
 
 

@@ -119,6 +119,21 @@ class View:
         self.png = fig_to_png(self.figure(), dpi=self.dpi)
         self.image.value = self.png
 
+    def set_controls(self, wanted: Sequence[tuple[widgets.Widget, Any]]) -> bool:
+        """Set several controls to new values quietly (no redraw per control), then redraw once if any changed.
+
+        ``wanted``: ``(control, value)`` pairs; returns whether anything changed."""
+        changed = [(control, value) for control, value in wanted if control.value != value]
+        for control, value in changed:
+            control.unobserve(self._on_change, names="value")
+            try:
+                control.value = value
+            finally:
+                control.observe(self._on_change, names="value")
+        if changed:
+            self.refresh()
+        return bool(changed)
+
     def _on_change(self, change: Mapping[str, Any]) -> None:
         """Redraw after a control moved; show an error inside the view (a widget callback's
         exception would only reach the frontend's log) and keep the last good picture."""

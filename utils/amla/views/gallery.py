@@ -211,15 +211,7 @@ class SampleGallery(View):
             if klass not in options:
                 raise ValueError(f"SampleGallery.select: class {klass} is not among {options}")
             wanted.append((self.klass, klass))
-        changed = [(control, value) for control, value in wanted if control.value != value]
-        for control, value in changed:
-            control.unobserve(self._on_change, names="value")
-            try:
-                control.value = value
-            finally:
-                control.observe(self._on_change, names="value")
-        if changed:
-            self.refresh()
+        self.set_controls(wanted)  # quietly, then one redraw for all of them
         return self
 
     def png_for(self, epoch: int, klass: int | None = None) -> bytes:
