@@ -111,6 +111,7 @@ def test_catches_a_bug_on_an_edge_input_only():
     fails(check_gin_aggregate, no_edges_crash, match=r"with a graph of one node and no edge.*raised")
 
 
+@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad=True to a scalar")  # the bug itself
 def test_catches_a_wrong_gradient():
     def eps_as_number(x, edge_index, eps):  # float(eps) cuts the learnable eps off the graph
         return (1 + float(eps)) * x + torch.zeros_like(x).index_add(0, edge_index[1], x[edge_index[0]])
