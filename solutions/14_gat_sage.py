@@ -330,7 +330,7 @@ fig
 # %%
 gat_model.eval()
 with torch.no_grad():
-    on_device = cora.to(device)
+    on_device = cora.clone().to(device)  # PyG's .to() moves in place: cora itself stays on the CPU for the view
     _, [(edges1, weights1), _] = gat_model(on_device.x, on_device.edge_index, return_attention=True)
     edges1, weights1 = edges1.cpu(), weights1.cpu()
 hub = int(torch.bincount(cora.edge_index[1], minlength=cora.num_nodes).argmax())
