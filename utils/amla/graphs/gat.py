@@ -169,8 +169,12 @@ class GAT(nn.Module):
         self.conv2 = GATLayer(hidden * heads, num_classes, out_heads, concat=False, dropout=dropout,
                               attention=attention)
 
+    def input_dropout(self, x: Tensor) -> Tensor:
+        """Dropout on the input features (a subclass may drop differently, e.g. only a sparse matrix's entries)."""
+        return F.dropout(x, self.dropout, self.training)
+
     def forward(self, x: Tensor, edge_index: Tensor, return_attention: bool = False) -> Any:
-        x = F.dropout(x, self.dropout, self.training)
+        x = self.input_dropout(x)
         x, first = self.conv1(x, edge_index, return_attention=True)
         x = F.dropout(F.elu(x), self.dropout, self.training)
         x, second = self.conv2(x, edge_index, return_attention=True)

@@ -71,12 +71,8 @@ class CourseGCN(nn.Module):
 class CourseGAT(GAT):
     """``amla.graphs.gat.GAT`` whose input dropout is ``feature_dropout`` (sparse-aware); same parameters."""
 
-    def forward(self, x: Tensor, edge_index: Tensor, return_attention: bool = False) -> Any:
-        x = feature_dropout(x, self.dropout, self.training)
-        x, first = self.conv1(x, edge_index, return_attention=True)
-        x = F.dropout(F.elu(x), self.dropout, self.training)
-        x, second = self.conv2(x, edge_index, return_attention=True)
-        return (x, [first, second]) if return_attention else x
+    def input_dropout(self, x: Tensor) -> Tensor:
+        return feature_dropout(x, self.dropout, self.training)
 
     @classmethod
     def for_dataset(cls, name: str, in_channels: int, num_classes: int, *,

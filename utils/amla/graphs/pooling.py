@@ -32,6 +32,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from amla.graphs.message_passing import propagate
+
 __all__ = ["GIN", "DegreeMLP", "EdgeBlind", "GINLayer", "GraphBatch", "GraphRun", "collate", "gin_aggregate",
            "house_or_k23", "readout", "train_graphs"]
 
@@ -60,8 +62,7 @@ def readout(x: Tensor, batch: Tensor, num_graphs: int, kind: str = "sum") -> Ten
 def gin_aggregate(x: Tensor, edge_index: Tensor, eps: Tensor | float = 0.0) -> Tensor:
     """``(1 + eps) x_i + sum_{j -> i} x_j``: every edge ``(j, i)`` (``edge_index[0]`` the source, ``[1]`` the
     target) adds the source's features to the target's row; an edge listed twice counts twice."""
-    source, target = edge_index
-    return (1 + eps) * x + torch.zeros_like(x).index_add(0, target, x[source])
+    return (1 + eps) * x + propagate(x, edge_index)
 
 
 class GINLayer(nn.Module):

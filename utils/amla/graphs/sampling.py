@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from amla.graphs.message_passing import degrees, propagate
+
 __all__ = ["SAGE", "SageConv", "SageRun", "Subgraph", "neighbor_batches", "sample_neighbors", "saved_bytes",
            "train_sage"]
 
@@ -130,11 +132,9 @@ class SageConv(nn.Module):
         self.lin_r = nn.Linear(in_channels, out_channels, bias=False)
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
-        source, target = edge_index
         h = x @ self.lin_l.weight.t()
-        total = h.new_zeros(x.shape[0], h.shape[1]).index_add(0, target, h[source])
-        count = torch.bincount(target, minlength=x.shape[0]).clamp(min=1).to(h.dtype)
-        return total / count[:, None] + self.lin_l.bias + self.lin_r(x)
+        count = degrees(edge_index, x.shape[0]).clamp(min=1).to(h.dtype)  # in-degrees; a node with none keeps 0
+        return propagate(h, edge_index) / count[:, None] + self.lin_l.bias + self.lin_r(x)
 
 
 class SAGE(nn.Module):

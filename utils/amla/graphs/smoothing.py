@@ -32,6 +32,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from amla.graphs.message_passing import gcn_norm
+
 __all__ = ["DeepGCN", "SmoothingRow", "dirichlet_energy", "gcn_matrix", "layer_energies", "rayleigh_quotient",
            "smoothing_sweep"]
 
@@ -70,11 +72,7 @@ def gcn_matrix(edge_index: Tensor, num_nodes: int) -> Tensor:
     """The GCN's propagation matrix ``Â = D~^-1/2 (A + I) D~^-1/2`` (``D~`` the in-degrees plus the self-loop)
     as a sparse CSR tensor, row ``i`` holding the in-edges of node ``i``: ``Â @ H`` is PyG's ``GCNConv``
     propagation."""
-    keep = edge_index[0] != edge_index[1]
-    loops = torch.arange(num_nodes, device=edge_index.device)
-    source, target = torch.cat([edge_index[0][keep], loops]), torch.cat([edge_index[1][keep], loops])
-    deg = torch.bincount(target, minlength=num_nodes).float()
-    weight = deg[source].rsqrt() * deg[target].rsqrt()
+    (source, target), weight = gcn_norm(edge_index, num_nodes)  # Hour 13's normalisation, self-loops added
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
         matrix = torch.sparse_coo_tensor(torch.stack([target, source]), weight, (num_nodes, num_nodes))
