@@ -12,10 +12,13 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: setup lab test build check clean
 
+# torch comes through pip (it alone reads the machine's local CPU wheel); uv then installs the ~150 other packages
+# in parallel (CI measures the install; see .ci/run), with the same constraints, leaving torch as it is. Where uv
+# cannot reach an index, pip installs them instead.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) torch
-	$(PIP) -e ".[all]"
+	$(PIP) torch uv
+	$(VENV)/bin/uv pip install --python $(PY) -q -c constraints.txt -e ".[all]" || $(PIP) -e ".[all]"
 	touch $@
 
 setup: $(VENV)/.installed

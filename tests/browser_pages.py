@@ -3,8 +3,9 @@
 - ``browser_mark()`` and the ``_browser_required`` fixture: a module's ``pytestmark``. Skipped where chromium or
   playwright is missing; under ``AMLA_REQUIRE_BROWSER=1`` (CI) the test fails instead, so a failed install cannot
   hide behind a green run.
-- ``lab_with(tmp_path_factory, notebooks)``: an isolated JupyterLab (``browser_support.LabServer``) with the given
-  notebooks (name -> code cells) in its root; a module-scoped fixture yields from it.
+- ``started_lab`` / ``lab_with(lab_server, notebooks)``: one isolated JupyterLab (``browser_support.LabServer``) per
+  test process, the session fixture ``lab_server`` of tests/conftest.py; a module-scoped ``lab`` fixture yields
+  from ``lab_with``, which writes the module's notebooks (name -> code cells) into its root.
 - ``chromium_page(lab)``: a page of a fresh headless Debian chromium; a failure inside saves a screenshot and the
   server log to test-artifacts/browser/ and fails with the browser's console errors and the log's tail.
 - ``open_and_run_all(page, lab, notebook)``: open a notebook, wait for its kernel, Run > Run All Cells, and wait
@@ -77,8 +78,9 @@ def save_log(server: LabServer) -> None:
         (ARTIFACTS / "server.log").write_bytes(server.log_path.read_bytes())
 
 
-def lab_with(tmp_path_factory: pytest.TempPathFactory, notebooks: Mapping[str, Sequence[str]]) -> Iterator[LabServer]:
-    """The body of a module-scoped ``lab`` fixture: a started server with ``notebooks`` written into its root."""
+def started_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+    """The body of the session-scoped ``lab_server`` fixture (tests/conftest.py): one isolated JupyterLab per test
+    process (each xdist worker), shared by the browser test modules that process runs, stopped at the end."""
     server = LabServer(tmp_path_factory.mktemp("lab"))
     try:
         try:
@@ -86,11 +88,20 @@ def lab_with(tmp_path_factory: pytest.TempPathFactory, notebooks: Mapping[str, S
         except StepError as exc:
             save_log(server)
             pytest.fail(f"{exc}\n--- JupyterLab log (tail) ---\n{server.log_tail()}", pytrace=False)
-        for name, cells in notebooks.items():
-            write_notebook(server.root / name, cells)
         yield server
     finally:
         server.stop()
+
+
+def lab_with(server: LabServer, notebooks: Mapping[str, Sequence[str]]) -> Iterator[LabServer]:
+    """The body of a module-scoped ``lab`` fixture: the shared server with ``notebooks`` written into its root;
+    the module's kernels are shut down when it is done (a worker runs one module at a time: --dist loadscope)."""
+    for name, cells in notebooks.items():
+        write_notebook(server.root / name, cells)
+    try:
+        yield server
+    finally:
+        server.shutdown_kernels()
 
 
 @contextlib.contextmanager

@@ -207,14 +207,20 @@ class LabServer:
         sep = "&" if "?" in path else "?"
         return f"{self.url}{path}{sep}token={self.token}"
 
+    def shutdown_kernels(self) -> None:
+        """Shut down every running kernel through the API (a test module's kernels, when it is done)."""
+        if self.proc is None or self.proc.poll() is not None or not self.url:
+            return
+        with contextlib.suppress(urllib.error.URLError, OSError, ValueError):
+            for kernel in self.kernels():
+                self._request("DELETE", f"/api/kernels/{kernel['id']}", timeout=10.0)
+
     def stop(self) -> None:
         """Shut down the kernels and the server: politely through the API, then by signal."""
         if self.proc is None:
             return
         if self.proc.poll() is None and self.url:
-            with contextlib.suppress(urllib.error.URLError, OSError, ValueError):
-                for kernel in self.kernels():
-                    self._request("DELETE", f"/api/kernels/{kernel['id']}", timeout=10.0)
+            self.shutdown_kernels()
             with contextlib.suppress(urllib.error.URLError, OSError, ValueError):
                 self._request("POST", "/api/shutdown", timeout=5.0)
             with contextlib.suppress(subprocess.TimeoutExpired):

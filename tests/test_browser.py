@@ -64,8 +64,8 @@ viewer
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
-    yield from lab_with(tmp_path_factory, {NOTEBOOK: [KERNEL_OK_CELL, VIEW_CELL]})
+def lab(lab_server: LabServer) -> Iterator[LabServer]:
+    yield from lab_with(lab_server, {NOTEBOOK: [KERNEL_OK_CELL, VIEW_CELL]})
 
 
 def test_attention_viewer_head_dropdown_in_chromium(lab: LabServer) -> None:

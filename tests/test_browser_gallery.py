@@ -58,8 +58,8 @@ gallery
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
-    yield from lab_with(tmp_path_factory, {NOTEBOOK: [KERNEL_OK_CELL, VIEW_CELL]})
+def lab(lab_server: LabServer) -> Iterator[LabServer]:
+    yield from lab_with(lab_server, {NOTEBOOK: [KERNEL_OK_CELL, VIEW_CELL]})
 
 
 def test_sample_gallery_epoch_slider_and_class_dropdown_in_chromium(lab: LabServer) -> None:

@@ -77,8 +77,8 @@ attention
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
-    yield from lab_with(tmp_path_factory, {NOTEBOOK: [KERNEL_OK_CELL, DATA_CELL, EXPLORER_CELL, ATTENTION_CELL]})
+def lab(lab_server: LabServer) -> Iterator[LabServer]:
+    yield from lab_with(lab_server, {NOTEBOOK: [KERNEL_OK_CELL, DATA_CELL, EXPLORER_CELL, ATTENTION_CELL]})
 
 
 def settle(page: Any, image: Any, old_src: str | None, expected: bytes, timeout_s: float = 20) -> bytes:

@@ -31,7 +31,7 @@ from matplotlib.figure import Figure
 
 WIDGET_VIEW_MIMETYPE = "application/vnd.jupyter.widget-view+json"
 
-__all__ = ["WIDGET_VIEW_MIMETYPE", "View", "fig_to_png", "interactive", "make_control"]
+__all__ = ["WIDGET_VIEW_MIMETYPE", "View", "fig_to_png", "interactive", "make_control", "play_button"]
 
 
 def fig_to_png(fig: Figure, dpi: int = 100, close: bool = True) -> bytes:
@@ -133,6 +133,11 @@ class View:
         if changed:
             self.refresh()
         return bool(changed)
+
+    def prepend(self, *extra: widgets.Widget) -> None:
+        """Put widgets that are not controls (a ``Play`` button) at the start of the control row."""
+        row = self.widget.children[0]
+        row.children = (*extra, *row.children)
 
     def _on_change(self, change: Mapping[str, Any]) -> None:
         """Redraw after a control moved; show an error inside the view (a widget callback's
@@ -278,3 +283,24 @@ def _slider(name: str, spec: tuple[Any, ...]) -> widgets.Widget:
         return widgets.IntSlider(value=middle, min=lo, max=hi, step=step, description=name)
     middle = lo + round((hi - lo) / 2 / step) * step
     return widgets.FloatSlider(value=middle, min=lo, max=hi, step=step, description=name)
+
+
+def play_button(slider: widgets.Widget, *, interval_ms: int = 400) -> tuple[widgets.Play, Any]:
+    """A ``Play`` button that moves ``slider`` in the browser (``jslink``: frames advance without a round trip
+    through the kernel, which redraws on each value it receives). An ``IntSlider`` is driven over its values, a
+    ``SelectionSlider`` over its index. Returns ``(play, link)``; both are disabled with the slider when there is
+    one value only. Every frame player of the course (GAN steps, gallery epochs, embeddings, episodes) uses it."""
+    if not isinstance(interval_ms, int) or isinstance(interval_ms, bool) or interval_ms < 1:
+        raise ValueError(f"play_button: interval_ms must be a positive int (milliseconds), got {interval_ms!r}")
+    if isinstance(slider, widgets.SelectionSlider):
+        lo, hi, step, value, trait = 0, len(slider.options) - 1, 1, slider.index, "index"
+    elif isinstance(slider, widgets.IntSlider):
+        lo, hi, step, value, trait = slider.min, slider.max, slider.step, slider.value, "value"
+    else:
+        raise TypeError(f"play_button drives an IntSlider or a SelectionSlider, got {type(slider).__name__}")
+    play = widgets.Play(value=value, min=lo, max=max(hi, lo), step=step, interval=interval_ms, description="play",
+                        layout=widgets.Layout(width="150px"))
+    link = widgets.jslink((play, "value"), (slider, trait))
+    if hi <= lo:
+        slider.disabled = play.disabled = True
+    return play, link

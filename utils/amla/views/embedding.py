@@ -23,7 +23,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from amla.views.base import View, fig_to_png
+from amla.views.base import View, fig_to_png, play_button
 
 __all__ = ["EmbeddingExplorer"]
 
@@ -114,7 +114,6 @@ class EmbeddingExplorer(View):
         first = start % len(self.epochs)
         steps = np.diff(self.epochs)
         self.evenly_spaced = len(self.epochs) == 1 or bool(np.all(steps == steps[0]))
-        last = len(self.epochs) - 1
         layout = widgets.Layout(width="380px")
         if self.evenly_spaced:  # an IntSlider whose values are the epochs themselves
             step = int(steps[0]) if len(steps) else 1
@@ -122,21 +121,13 @@ class EmbeddingExplorer(View):
             slider: widgets.Widget = widgets.IntSlider(value=self.epochs[first], min=lo, max=hi, step=step,
                                                        description=self.epoch_name, continuous_update=False,
                                                        layout=layout)
-            self.play = widgets.Play(value=self.epochs[first], min=lo, max=hi, step=step, interval=int(interval_ms),
-                                     description="play")
-            self.link = widgets.jslink((self.play, "value"), (slider, "value"))
         else:  # uneven epochs: a SelectionSlider over them, the play button drives its index
             slider = widgets.SelectionSlider(options=[(str(e), e) for e in self.epochs], value=self.epochs[first],
                                              description=self.epoch_name, continuous_update=False, layout=layout)
-            self.play = widgets.Play(value=first, min=0, max=last, step=1, interval=int(interval_ms),
-                                     description="play")
-            self.link = widgets.jslink((self.play, "value"), (slider, "index"))
-        if last == 0:
-            slider.disabled = self.play.disabled = True
+        self.play, self.link = play_button(slider, interval_ms=int(interval_ms))
         self.slider = slider
         super().__init__({"epoch": slider}, dpi=dpi)
-        row = self.widget.children[0]
-        row.children = (self.play, *row.children)
+        self.prepend(self.play)
 
     # --- input --------------------------------------------------------------------------------------------------
 

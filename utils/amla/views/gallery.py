@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 from torch import Tensor, nn
 
 from amla.toolkit.train import eval_batches
-from amla.views.base import View
+from amla.views.base import View, play_button
 
 __all__ = ["SampleGallery", "image_grid", "snapshot"]
 
@@ -155,11 +155,7 @@ class SampleGallery(View):
         self.epoch = widgets.IntSlider(value=hi, min=lo, max=max(hi, lo), step=1, description=epoch_name,
                                        continuous_update=False, readout=True,
                                        layout=widgets.Layout(width="360px"))
-        if hi == lo:
-            self.epoch.disabled = True
-        self.play = widgets.Play(value=hi, min=lo, max=max(hi, lo), step=1, interval=interval_ms,
-                                 description="play", layout=widgets.Layout(width="150px"))
-        self._link = widgets.link((self.play, "value"), (self.epoch, "value"))
+        self.play, self._link = play_button(self.epoch, interval_ms=int(interval_ms))
         controls: dict[str, widgets.Widget] = {"epoch": self.epoch}
         self.klass: widgets.Dropdown | None = None
         if self.classes is not None:
@@ -168,8 +164,7 @@ class SampleGallery(View):
                                           value=-1, description="class", layout=widgets.Layout(width="200px"))
             controls["klass"] = self.klass
         super().__init__(controls, dpi=dpi)
-        row = self.widget.children[0]
-        row.children = (self.play, *row.children)
+        self.prepend(self.play)
 
     # --- state ------------------------------------------------------------------------------------------
 

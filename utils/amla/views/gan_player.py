@@ -23,7 +23,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from amla.views.base import View
+from amla.views.base import View, play_button
 
 __all__ = ["GanFrame", "GanPlayer", "record"]
 
@@ -115,12 +115,9 @@ class GanPlayer(View):
         first = start % len(self.frames)
         slider = widgets.IntSlider(value=first, min=0, max=last, step=1, description="frame",
                                    continuous_update=False)
-        self.play = widgets.Play(value=first, min=0, max=last, step=1, interval=int(interval_ms),
-                                 description="play")
-        self.link = widgets.jslink((self.play, "value"), (slider, "value"))
+        self.play, self.link = play_button(slider, interval_ms=int(interval_ms))
         super().__init__({"frame": slider}, dpi=dpi)
-        row = self.widget.children[0]
-        row.children = (self.play, *row.children)
+        self.prepend(self.play)
 
     @property
     def frame(self) -> GanFrame:
