@@ -7,7 +7,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-PIP    := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
+PIN    := -c constraints.txt
+PIP    := $(PY) -m pip install --disable-pip-version-check -q $(PIN)
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: setup lab test build check clean
@@ -18,7 +19,7 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) torch uv
-	$(VENV)/bin/uv pip install --python $(PY) -q -c constraints.txt -e ".[all]" || $(PIP) -e ".[all]"
+	$(VENV)/bin/uv pip install --python $(PY) -q $(PIN) -e ".[all]" || $(PIP) -e ".[all]"
 	touch $@
 
 setup: $(VENV)/.installed

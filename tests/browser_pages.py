@@ -10,7 +10,8 @@
   server log to test-artifacts/browser/ and fails with the browser's console errors and the log's tail.
 - ``open_and_run_all(page, lab, notebook)``: open a notebook, wait for its kernel, Run > Run All Cells, and wait
   for the first cell's ``KERNEL-OK|pid|...`` line (its pid is recorded so the server's shutdown can check it).
-- ``inked_fraction`` / ``changed_fraction`` / ``shown_png``: compare what the page shows with the kernel's PNGs.
+- ``inked_fraction`` / ``changed_fraction`` / ``shown_png`` / ``settle_on``: compare what the page shows with the
+  kernel's PNGs.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import io
 import os
 import re
 import secrets
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -176,6 +178,20 @@ def open_and_run_all(page: Any, lab: LabServer, notebook: str) -> tuple[dict[str
         line = output.inner_text().strip()
         lab.kernel_pids.append(int(line.split("|")[1]))
     return session, line
+
+
+def settle_on(page: Any, image: Any, expected: Mapping[int, bytes], wanted: set[int],
+              timeout_s: float = 20) -> int | None:
+    """Wait until the page shows the kernel's picture of one of the ``wanted`` frames (keys of ``expected``);
+    which one, or None when time runs out (a slider that does not update continuously sends its last value)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        shown = shown_png(page, image)
+        hits = [k for k in wanted if expected[k] == shown]
+        if hits:
+            return hits[0]
+        time.sleep(0.2)
+    return None
 
 
 def shown_png(page: Any, image: Any) -> bytes:

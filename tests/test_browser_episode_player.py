@@ -17,7 +17,7 @@ import pytest
 
 from browser_pages import _browser_required  # noqa: F401 - the fixture browser_mark() asks for in CI
 from browser_pages import IMAGE_LOADED, IMAGE_REPLACED, KERNEL_OK_CELL, browser_mark, changed_fraction, \
-    chromium_page, inked_fraction, lab_with, open_and_run_all, shown_png
+    chromium_page, inked_fraction, lab_with, open_and_run_all, settle_on, shown_png
 from browser_support import ARTIFACTS, LabServer, step
 
 pytestmark = browser_mark()
@@ -49,17 +49,6 @@ def lab(lab_server: LabServer) -> Iterator[LabServer]:
     yield from lab_with(lab_server, {NOTEBOOK: [KERNEL_OK_CELL, VIEW_CELL]})
 
 
-def _settle(page, image, expected: dict[int, bytes], wanted: set[int], timeout_s: float = 20) -> int | None:  # noqa: ANN001
-    """Wait until the page shows the kernel's picture of one of the ``wanted`` frames; which one (or None)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        shown = shown_png(page, image)
-        hits = [i for i in wanted if expected[i] == shown]
-        if hits:
-            return hits[0]
-        time.sleep(0.2)
-    return None
-
 
 def test_episode_player_play_and_slider_in_chromium(lab: LabServer) -> None:
     start = time.monotonic()
@@ -87,7 +76,7 @@ def test_episode_player_play_and_slider_in_chromium(lab: LabServer) -> None:
             old_src = image.get_attribute("src")
             play.click()
             page.wait_for_function(IMAGE_REPLACED, arg=[image.element_handle(), old_src], timeout=30_000)
-            reached = _settle(page, image, expected, set(range(1, frames)))
+            reached = settle_on(page, image, expected, set(range(1, frames)))
             assert reached is not None, "after Play the page shows none of the kernel's later frames"
             view.screenshot(path=str(ARTIFACTS / "episode-player-playing.png"))
             play.click()  # ipywidgets 8: the same button, now showing "pause", stops the playing
@@ -98,7 +87,7 @@ def test_episode_player_play_and_slider_in_chromium(lab: LabServer) -> None:
             page.keyboard.press("Home")
             for _ in range(target):
                 page.keyboard.press("ArrowRight")
-            shown = _settle(page, image, expected, {target})
+            shown = settle_on(page, image, expected, {target})
             after_shot = image.screenshot()
             view.screenshot(path=str(ARTIFACTS / "episode-player-after.png"))
             assert shown == target, f"after moving the slider to frame {target} the page does not show it"

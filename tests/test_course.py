@@ -42,6 +42,9 @@ def test_version_floors_and_the_torch_pin():
     assert pins == ["torch==2.13.0"]
     makefile = (ROOT / "Makefile").read_text()
     assert makefile.count("-c constraints.txt") == 1 and "$(PIP) torch" in makefile
+    # pip (torch) and uv (the rest) install under the same pins
+    assert "PIP    := $(PY) -m pip install --disable-pip-version-check -q $(PIN)" in makefile
+    assert re.search(r"uv pip install .*\$\(PIN\)", makefile)
 
 
 def test_readme_gives_two_commands_and_ci_calls_the_test_one():

@@ -9,7 +9,7 @@ Small and explicit on purpose. Three kinds of code, one folder each:
   implementation the rest of an hour uses, and the end-of-hour summary) and ``amla.course`` (the hours,
   ``amla build``, ``amla run`` / ``bench``, the command line);
 - one **part of the course** per subpackage: ``amla.transformers`` (Hours 02-06), ``amla.gan`` (Hours 10-12),
-  ``amla.graphs`` (Hours 13-14). Reinforcement learning gets its own as its hours are written.
+  ``amla.graphs`` (Hours 13-14), ``amla.rl`` (Hours 15-18).
 
 Every notebook starts with ``device = amla.setup(hour=N)``; the names below are what the hours use most.
 """
@@ -21,7 +21,7 @@ from amla.toolkit.train import Callback, History, TrainConfig, Trainer
 
 __version__ = "0.1.0"
 
-__getattr__ = lazy_submodules(__name__, ("checks", "course", "gan", "graphs", "toolkit", "transformers", "views"))
+__getattr__ = lazy_submodules(__name__, ("checks", "course", "gan", "graphs", "rl", "toolkit", "transformers", "views"))
 
 
 __all__ = [

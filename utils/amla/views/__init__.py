@@ -10,23 +10,29 @@
   latent-interpolation strip.
 - ``EmbeddingExplorer``: 2-D points (node embeddings, samples) at every saved epoch, by class, with a graph's edges.
 - ``NeighbourhoodAttention``: one node's attention weights over its incoming edges, per head (graph attention).
+- ``EpisodePlayer``: an RL episode's rendered frames with play controls, reward and value estimate per step.
+- ``GridworldViewer`` / ``plot_grid_values``: a gridworld's values and greedy policy (arrows) per iteration.
 """
 
 from amla.views.attention import AttentionViewer, plot_attention
 from amla.views.base import View, fig_to_png, interactive
 from amla.views.dashboard import Dashboard
 from amla.views.embedding import EmbeddingExplorer
+from amla.views.episode_player import EpisodePlayer
 from amla.views.gallery import SampleGallery, image_grid
 from amla.views.gan_player import GanFrame, GanPlayer
 from amla.views.graph_attention import NeighbourhoodAttention
+from amla.views.gridworld import GridworldViewer, plot_grid_values
 from amla.views.plots import plot_history, plot_lr_schedule
 
 __all__ = [
     "AttentionViewer",
     "Dashboard",
     "EmbeddingExplorer",
+    "EpisodePlayer",
     "GanFrame",
     "GanPlayer",
+    "GridworldViewer",
     "NeighbourhoodAttention",
     "SampleGallery",
     "View",
@@ -34,6 +40,7 @@ __all__ = [
     "image_grid",
     "interactive",
     "plot_attention",
+    "plot_grid_values",
     "plot_history",
     "plot_lr_schedule",
 ]
