@@ -46,6 +46,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
 
 from amla.rl.decision_transformer import DecisionTransformer, dt_rollout, train_bc
 from amla.rl.episodes import evaluate, torch_policy
@@ -114,6 +115,9 @@ ax.hist([[t.ret for t in log if t.policy == lab] for lab in labels], bins=25, st
 ax.set_xlabel("episode return")
 ax.set_ylabel("episodes")
 ax.set_yscale("log")
+ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))  # ticks at 1, 2, 5, 10, 20, ... episodes
+ax.yaxis.set_major_formatter(StrMethodFormatter("{x:g}"))  # written as counts, not powers of ten
+ax.yaxis.set_minor_formatter(NullFormatter())
 ax.legend(fontsize=7, ncol=3)
 ax.set_title("the log: returns of every logged episode, by behaviour policy", fontsize=9)
 fig

@@ -135,10 +135,10 @@ class EpisodePlayer(View):
             ax_v.set_ylabel(self.values_label, fontsize=8)
             axes.append(ax_v)
         for a in axes:
-            for m in marks:
-                a.axvline(min(m, len(e) - 1), color=MARK_COLOR, linewidth=0.8, linestyle="--")
+            for m in marks:  # a mark at len(e) is the picture after the last step
+                a.axvline(m, color=MARK_COLOR, linewidth=0.8, linestyle="--")
             a.tick_params(labelsize=7)
-            a.set_xlim(-0.5, max(len(e) - 0.5, 0.5))
+            a.set_xlim(-0.5, len(e) + 0.5)
         for a in axes[:-1]:
             a.tick_params(labelbottom=False)
         axes[-1].set_xlabel("step", fontsize=8)
