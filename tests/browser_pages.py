@@ -33,6 +33,8 @@ import pytest
 from browser_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, REPO, LabServer, StepError, skip_reason, step
 
 KERNEL_IDLE = """() => /Python 3[^|]*\\|\\s*Idle/.test(document.getElementById("jp-main-statusbar")?.innerText ?? "")"""
+SLIDER_HANDLE = ".widget-slider .noUi-handle, .widget-slider .slider-handle, .widget-slider input"
+"""An ipywidgets slider's handle (ipywidgets 8's noUiSlider, 7.x's jQuery UI slider, or a plain input)."""
 IMAGE_LOADED = """(img) => img.complete && img.naturalWidth > 0 && img.src.length > 0"""
 IMAGE_REPLACED = """([img, old]) => img.src !== old && img.complete && img.naturalWidth > 0"""
 FETCH_IMAGE = """async (img) => {

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 import pytest
 
 from browser_pages import _browser_required  # noqa: F401 - the fixture browser_mark() asks for in CI
-from browser_pages import IMAGE_LOADED, IMAGE_REPLACED, KERNEL_OK_CELL, browser_mark, changed_fraction, \
-    chromium_page, inked_fraction, lab_with, open_and_run_all, settle_on, shown_png
+from browser_pages import IMAGE_LOADED, IMAGE_REPLACED, KERNEL_OK_CELL, SLIDER_HANDLE, browser_mark, \
+    changed_fraction, chromium_page, inked_fraction, lab_with, open_and_run_all, settle_on, shown_png
 from browser_support import ARTIFACTS, LabServer, step
 
 pytestmark = browser_mark()
@@ -49,14 +49,13 @@ def lab(lab_server: LabServer) -> Iterator[LabServer]:
     yield from lab_with(lab_server, {NOTEBOOK: [KERNEL_OK_CELL, VIEW_CELL]})
 
 
-
 def test_episode_player_play_and_slider_in_chromium(lab: LabServer) -> None:
     start = time.monotonic()
     with chromium_page(lab) as page:
         open_and_run_all(page, lab, NOTEBOOK)
         view = page.locator(f".{VIEW_CLASS}")
         image = view.locator("img.widget-image")
-        slider = view.locator(".widget-slider .noUi-handle, .widget-slider .slider-handle, .widget-slider input").first
+        slider = view.locator(SLIDER_HANDLE).first
         play = view.locator(".widget-play button").first
         with step("the player renders (Play button, frame slider, a loaded picture)", 120):
             image.wait_for(state="visible", timeout=120_000)

@@ -19,8 +19,8 @@ from collections.abc import Iterator
 import pytest
 
 from browser_pages import _browser_required  # noqa: F401 - the fixture browser_mark() asks for in CI
-from browser_pages import IMAGE_LOADED, IMAGE_REPLACED, KERNEL_OK_CELL, browser_mark, changed_fraction, \
-    chromium_page, inked_fraction, lab_with, open_and_run_all, shown_png
+from browser_pages import IMAGE_LOADED, IMAGE_REPLACED, KERNEL_OK_CELL, SLIDER_HANDLE, browser_mark, \
+    changed_fraction, chromium_page, inked_fraction, lab_with, open_and_run_all, shown_png
 from browser_support import ARTIFACTS, LabServer, step
 
 pytestmark = browser_mark()
@@ -69,7 +69,7 @@ def test_gan_player_slider_in_chromium(lab: LabServer) -> None:
         open_and_run_all(page, lab, NOTEBOOK)
         view = page.locator(f".{VIEW_CLASS}")
         image = view.locator("img.widget-image")
-        slider = view.locator(".widget-slider .noUi-handle, .widget-slider .slider-handle, .widget-slider input").first
+        slider = view.locator(SLIDER_HANDLE).first
         with step("the player renders (Play button, frame slider, a loaded picture)", 120):
             image.wait_for(state="visible", timeout=120_000)
             page.wait_for_function(IMAGE_LOADED, arg=image.element_handle(), timeout=30_000)

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from browser_pages import _browser_required  # noqa: F401 - the fixture browser_mark() asks for in CI
-from browser_pages import IMAGE_LOADED, IMAGE_REPLACED, KERNEL_OK_CELL, browser_mark, changed_fraction, \
-    chromium_page, inked_fraction, lab_with, open_and_run_all, shown_png
+from browser_pages import IMAGE_LOADED, IMAGE_REPLACED, KERNEL_OK_CELL, SLIDER_HANDLE, browser_mark, \
+    changed_fraction, chromium_page, inked_fraction, lab_with, open_and_run_all, shown_png
 from browser_support import ARTIFACTS, LabServer, step
 
 pytestmark = browser_mark()
@@ -101,7 +101,7 @@ def test_graph_views_in_chromium(lab: LabServer) -> None:
         explorer = page.locator(f".{EXPLORER_CLASS}")
         image = explorer.locator("img.widget-image")
         slider = explorer.locator(
-            ".widget-slider .noUi-handle, .widget-slider .slider-handle, .widget-slider input").first
+            SLIDER_HANDLE).first
         with step("the explorer renders (Play button, epoch slider, a loaded picture)", 120):
             image.wait_for(state="visible", timeout=120_000)
             page.wait_for_function(IMAGE_LOADED, arg=image.element_handle(), timeout=30_000)

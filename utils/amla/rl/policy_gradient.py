@@ -31,7 +31,7 @@ def reward_to_go(rewards: Tensor, gamma: float = 0.99) -> Tensor:
     if rewards.dim() != 1:
         raise ValueError(f"reward_to_go: rewards must be 1-D [T] (one episode), got shape {tuple(rewards.shape)}")
     out = torch.zeros_like(rewards)
-    running = torch.zeros((), dtype=rewards.dtype)
+    running = torch.zeros((), dtype=rewards.dtype, device=rewards.device)
     for t in range(rewards.shape[0] - 1, -1, -1):
         running = rewards[t] + gamma * running
         out[t] = running
