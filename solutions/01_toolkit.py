@@ -130,7 +130,8 @@ plt.show()
 # the loss stay in fp32. fp16 has a small range: tiny gradients underflow to zero. A `GradScaler` multiplies
 # the loss by a large factor $s$ before `backward()` and divides the gradients by $s$ again
 # (`scaler.unscale_`) before anyone looks at them. bf16 has fp32's range and needs no scaler (the scaler is
-# then simply disabled, and so is autocast on the CPU).
+# then simply disabled). The course's Trainer turns autocast off on the CPU, where fp32 is what the hardware is
+# fast at; the demonstrations below use CPU autocast on purpose, to show what fp16 does to numbers.
 #
 # **Gradient clipping.** One unlucky batch can produce a huge gradient. Clipping rescales the whole gradient
 # vector when its norm exceeds $c$:  $g \leftarrow g \cdot \min\left(1, \frac{c}{\lVert g \rVert}\right)$.
@@ -154,6 +155,105 @@ for xm, ym in zip(xb.chunk(4), yb.chunk(4)):
     (nn.functional.cross_entropy(probe(xm), ym) / 4).backward()
 accumulated = [p.grad.clone() for p in probe.parameters()]
 print("largest difference:", max((a - b).abs().max().item() for a, b in zip(full, accumulated)))
+
+# %% [markdown]
+# **The $1/K$ rule assumes equal micro-batches.** With sequences, the loss is usually a mean over the *real*
+# tokens (padding is ignored with the label -100). Then micro-batches hold different numbers of real tokens,
+# and the mean of their means is not the mean over all tokens: dividing by $K$ is no longer exact. The fix is to
+# sum the token losses of each micro-batch and divide by the number of real tokens in the **whole** batch,
+# counted before the first micro-batch. A toy language model on four padded sequences of 8, 7, 2 and 1 tokens,
+# in two micro-batches:
+
+# %%
+import torch.nn.functional as F
+
+toy = nn.Sequential(nn.Embedding(11, 16), nn.Linear(16, 11))
+tokens = torch.randint(1, 11, (4, 8), generator=torch.Generator().manual_seed(0))
+lengths = torch.tensor([8, 7, 2, 1])
+targets = tokens.masked_fill(torch.arange(8)[None] >= lengths[:, None], -100)  # -100: padding, ignored
+micro = list(zip(tokens.chunk(2), targets.chunk(2)))
+n_real = int((targets != -100).sum())
+
+
+def toy_grad(loss):
+    toy.zero_grad()
+    loss().backward()
+    return torch.cat([p.grad.flatten() for p in toy.parameters()])
+
+
+big = toy_grad(lambda: F.cross_entropy(toy(tokens).flatten(0, 1), targets.flatten()))  # mean over real tokens
+for name, loss in [
+    ("token mean per micro-batch, / K", lambda: sum(F.cross_entropy(toy(x).flatten(0, 1), t.flatten()) / len(micro)
+                                                     for x, t in micro)),
+    (f"token sum / {n_real} real tokens", lambda: sum(F.cross_entropy(toy(x).flatten(0, 1), t.flatten(),
+                                                                      reduction="sum") / n_real for x, t in micro)),
+]:
+    g = toy_grad(loss)
+    print(f"{name:<33} gradient off by {(g - big).norm() / big.norm():7.2%} of its norm")
+
+# %% [markdown]
+# **Mixed precision you can see on a CPU.** fp16 keeps 10 bits of mantissa and 5 of exponent: its smallest
+# positive number is about $6 \cdot 10^{-8}$ and its largest 65,504. bf16 keeps fp32's 8 exponent bits (and only 7
+# of mantissa), so it has fp32's range with less precision:
+
+# %%
+for value in (1e-3, 1e-5, 6e-8, 1e-8, 1e5):
+    t = torch.tensor(value)
+    print(f"{value:8.0e}:  fp16 {t.half().item():10.3e}   bf16 {t.bfloat16().item():10.3e}")
+
+# %% [markdown]
+# A gradient of $10^{-8}$ is lost in fp16. Multiplying the loss by $s = 2^{16}$ multiplies every gradient by $s$
+# (the chain rule is linear), which lifts it into fp16's range; dividing by $s$ afterwards, in fp32, gives it back.
+# CPU autocast runs matrix multiplications in fp16 too, so this can be measured: a small network with a tiny loss,
+# its gradients computed under fp16 autocast with and without scaling, against fp32:
+
+# %%
+def mlp_grads(scale, dtype):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 1))
+    xs, ys = torch.randn(32, 16), torch.randn(32, 1)
+    with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        out = net(xs)
+    (scale * 1e-6 * F.mse_loss(out.float(), ys)).backward()
+    return torch.cat([p.grad.flatten() / scale for p in net.parameters()]), net, xs, ys
+
+
+exact = mlp_grads(1.0, None)[0]
+for name, scale, dtype in [("fp16, no scaling", 1.0, torch.float16), ("fp16, loss x 2^16", 2.0**16, torch.float16),
+                           ("bf16, no scaling", 1.0, torch.bfloat16)]:
+    g = mlp_grads(scale, dtype)[0]
+    print(f"{name:<18} entries that became 0: {(g == 0).float().mean():6.1%}   "
+          f"error: {(g - exact).norm() / exact.norm():.1e} of the norm")
+
+# %% [markdown]
+# Without scaling, the first line shows most small gradient entries flushed to exactly 0 in fp16 (the large ones
+# survive, so the loss still falls, only more slowly and with a biased gradient); with the loss scaled they come
+# back, to about fp16's precision. bf16 needs no scaling; it pays with fewer mantissa bits instead.
+#
+# Too large a scale overflows instead: a gradient above 65,504 becomes `inf`. `torch.amp.GradScaler` finds the
+# scale by itself: it starts high; when the unscaled gradients contain `inf` or `nan` it **skips** the optimizer
+# step (the weights do not change) and halves the scale; after `growth_interval` good steps in a row it doubles it.
+# For real, on the CPU, with fp16 autocast, a start at $2^{24}$ and growth every 4 steps:
+
+# %%
+_, net, xs, ys = mlp_grads(1.0, None)
+sgd = torch.optim.SGD(net.parameters(), lr=0.01)
+scaler = torch.amp.GradScaler("cpu", init_scale=2.0**24, growth_interval=4)
+skipped = 0
+for step in range(16):
+    sgd.zero_grad()
+    with torch.autocast("cpu", dtype=torch.float16):
+        out = net(xs)
+    loss = F.mse_loss(out.float(), ys)
+    scale, before = scaler.get_scale(), net[0].weight.detach().clone()
+    scaler.scale(loss).backward()
+    scaler.step(sgd)  # unscales, checks for inf/nan, steps only if there is none
+    scaler.update()
+    moved = not torch.equal(before, net[0].weight)
+    skipped += not moved
+    print(f"step {step:2d}  scale {scale:>10,.0f} -> {scaler.get_scale():>10,.0f}  "
+          f"{'applied' if moved else 'skipped'}  loss {loss.item():.4f}")
+print(f"{skipped} of 16 steps skipped")
 
 # %% [markdown]
 # ### Exercise 1.1: A training step with accumulation, mixed precision and clipping
@@ -197,8 +297,10 @@ train_step = amla.checks.toolkit.check_train_step(train_step)
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Learning-rate schedules: warmup, then cosine
 #
-# Adam's early steps are noisy because its moment estimates start from zero, so large models are trained
-# with a short **linear warmup**, then a **cosine decay** that anneals to a small floor. With $W$ warmup
+# Adam's early steps are unreliable: its second-moment estimate $\hat v$ (bias correction already undoes the
+# zero start) averages only a handful of gradients, so $\hat v$ is noisy and the step $m / \sqrt{\hat v}$ can be
+# large in directions where a few gradients happened to be small. Large models are therefore trained with a short
+# **linear warmup**, then a **cosine decay** that anneals to a small floor. With $W$ warmup
 # steps, $T$ total steps and step $t$ counted from 0:
 # $$
 # \eta_t = \begin{cases}
@@ -479,8 +581,9 @@ amla.checks.summary()
 # %% [markdown] tags=["answer"]
 # 1. The accumulated gradient is $K$ times the mean gradient. With SGD that is a learning rate $K$ times too
 #    large. Adam divides the update by the running root-mean-square of the gradients, so a constant factor
-#    mostly cancels; but it still interacts with `eps`, weight decay and, above all, with clipping, which then
-#    clips much more often.
+#    mostly cancels; but it still interacts with `eps` (which becomes relatively $K$ times smaller) and, above
+#    all, with clipping, which then clips much more often. With AdamW's decoupled weight decay $K$ does not touch the
+#    decay at all: the decay $\eta \lambda \theta$ is applied to the weights directly, outside the gradient.
 # 2. Before unscaling, the gradients are multiplied by the loss scale $s$ (often $2^{16}$): the norm is $s$ times
 #    too large, so the threshold clips almost every step, by the wrong amount.
 # 3. Not wrong, since it is still a valid training run, but different: other batches and dropout masks. You care

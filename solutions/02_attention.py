@@ -407,8 +407,9 @@ print(f"row sums of 'dogs bark':         -inf fill {right[1].sum(-1)[0]:.3f}   m
 # **Fully masked rows.** If *every* key of a query is blocked (an empty sequence, or a causal mask aligned so that
 # a query has no past), its scores are all $-\infty$ and the plain softmax computes $0/0$ = `nan`, which then
 # spreads through everything downstream. PyTorch's `scaled_dot_product_attention` returns a zero output for such
-# a query; `amla.transformers.attention` does the same (zero weights, zero output). Better still, build masks that
-# never do it.
+# a query since torch 2.5 (older versions, which the course still allows from 2.3, return `nan` there, as the
+# plain softmax does); `amla.transformers.attention` gives zero weights and a zero output on every version. Better
+# still, build masks that never do it. The cell prints which torch ran it.
 
 # %%
 import torch.nn.functional as F
@@ -416,7 +417,8 @@ import torch.nn.functional as F
 no_keys = torch.ones(T, T, dtype=torch.bool)
 no_keys[2] = False  # query 2 may look at nothing
 print("plain softmax:", torch.softmax(scores[0].masked_fill(~no_keys, float("-inf")), -1)[2])
-print("torch SDPA   :", F.scaled_dot_product_attention(q[0], k[0], v[0], attn_mask=no_keys)[2, :4], "...")
+sdpa_row = F.scaled_dot_product_attention(q[0], k[0], v[0], attn_mask=no_keys)[2, :4]
+print("torch SDPA   :", sdpa_row, f"... (torch {torch.__version__})")
 print("amla         :", reference_attention(q[0], k[0], v[0], no_keys)[0][2, :4], "...")
 
 # %% [markdown]
@@ -619,7 +621,8 @@ amla.checks.summary()
 #    $h \to \infty$ the weights become uniform (every row the same) and the prediction is the mean of all $y_i$.
 # 4. `[B, 1, Tk]` hides padded **keys** from every query: right. `[B, Tk, 1]` hides every key from padded
 #    **queries** and leaves the padded keys visible to the real ones: the padded queries' rows are all $-\infty$,
-#    so a plain softmax gives `nan` there (torch's SDPA and `amla.transformers.attention` give zeros), and the real
+#    so a plain softmax gives `nan` there (`amla.transformers.attention` gives zeros, and so does torch's SDPA
+#    from torch 2.5; older versions give `nan`), and the real
 #    tokens still attend to padding.
 # 5. Because $e^{-\infty} = 0$ exactly, the softmax then spreads all the weight over the allowed keys and each row
 #    sums to 1. Softmax, zero, renormalise gives the same weights mathematically (the common factor cancels), so it

@@ -95,8 +95,8 @@ for source, target, fmt in list(zip(task.train.sources, task.train.targets, task
 
 # %% [markdown]
 # **Characters to ids.** Both sides are read one character at a time. A `Vocab` numbers the characters after
-# three special tokens: `<pad>` = 0 fills short sequences up to the batch's longest, `<bos>` = 1 starts the
-# decoder off, `<eos>` = 2 ends every target, so the decoder can say when it is done. The later hours' tasks
+# three special tokens: `<pad>` = 0 fills short sequences up to the longest one of their split (the whole split
+# is encoded once, as one padded tensor, so every batch has that width), `<bos>` = 1 starts the decoder off, `<eos>` = 2 ends every target, so the decoder can say when it is done. The later hours' tasks
 # (reversal, addition) use the same `Vocab`.
 
 # %%
@@ -291,6 +291,7 @@ amla.seed_everything(0)
 attention_model = Seq2Seq.build(len(task.src_vocab), len(task.tgt_vocab), emb_dim=S.emb, hidden=S.hidden,
                                 attn_dim=S.attn, attention_fn=additive_attention)
 attention_trainer = train(attention_model, S.steps, loss_fn)
+print(f"{sum(p.numel() for p in attention_model.parameters()):,} parameters")
 
 # %% [markdown]
 # Now, once, the held-out test dates, and how each format fares:

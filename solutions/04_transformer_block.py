@@ -287,9 +287,11 @@ fig
 # $$\begin{pmatrix} q'_{2i} \\ q'_{2i+1}\end{pmatrix} = \begin{pmatrix}\cos\theta_{p,i} & -\sin\theta_{p,i} \\
 # \sin\theta_{p,i} & \cos\theta_{p,i}\end{pmatrix}\begin{pmatrix} q_{2i} \\ q_{2i+1}\end{pmatrix}$$
 # (`amla.transformers.positions.RotaryEmbedding` pairs feature $i$ with $i + d_h/2$ instead of $2i$ with $2i+1$,
-# the layout of most implementations; it is the same idea). Rotating $q$ by $m\theta$ and $k$ by $n\theta$
-# multiplies their dot product by a rotation of $(n - m)\theta$: **the score depends only on the offset** $n - m$,
-# never on where the pair sits. The values are not rotated. Let us check the claim:
+# the layout of most implementations; it is the same idea). RoPE rotates the query and the key themselves, not
+# their dot product: with $R_{\phi}$ the rotation by $\phi$ (pair by pair), the query at position $m$ becomes
+# $R_{m\theta} q$, the key at $n$ becomes $R_{n\theta} k$, and since $R_a^\top R_b = R_{b-a}$ the score is
+# $(R_{m\theta} q)^\top (R_{n\theta} k) = q^\top R_{(n - m)\theta}\, k$: **the score depends only on the offset**
+# $n - m$, never on where the pair sits. The values are not rotated. Let us check the claim:
 
 # %%
 from amla.transformers.positions import RotaryEmbedding
@@ -503,8 +505,9 @@ for pos, (seq, tok) in position_results.items():
 # %% [markdown]
 # What the numbers say (cpu profile, measured with `amla bench 04`):
 # - **No positions: 0 % of the sequences.** The per-token accuracy is not the 10 % of a blind guess but around
-#   26 %: knowing only *which* digits occur, the best a permutation-equivariant model can do is predict the most
-#   frequent digit of the sequence everywhere.
+#   26 %: a permutation-equivariant model knows, at each position, its own digit and *which* digits occur, but not
+#   where; the digit it must output sits at another position, so its best guess is the most frequent of the
+#   *other* digits.
 # - **Sinusoidal and learned** positions both reach 100 %: reversal needs each position to know its *absolute*
 #   index, and both hand it over directly.
 # - **RoPE** is far behind after the same number of steps (0 % of the sequences, 47 % of the tokens). It only tells
@@ -701,8 +704,9 @@ amla.checks.summary()
 # 3. `view` just reinterprets the memory: with `[B, H, T, d_h]` the first "head" gets the first $T/H$ positions'
 #    features, laid out as if they were $T$ positions of size $d_h$. Positions and features are mixed up; every
 #    shape downstream is right, so nothing fails, but the model attends between meaningless pieces of tokens.
-# 4. Knowing only the multiset of digits, the best guess at every position is the most frequent digit of the
-#    sequence; in 12 random digits it occurs about 3 times, so about 3/12 = 25 % of the positions are right. For 100
+# 4. Knowing only its own digit and the multiset of digits, the best guess at a position is the most frequent of
+#    the *other* digits (the target is the digit at another position, one of the other 11); in 11 random digits
+#    the most frequent occurs about 3 times, so about 3/11, roughly 25 %, of the positions are right. For 100
 #    digits the most frequent one occurs maybe 15 times: about 15 %, tending to 10 % as sequences grow.
 # 5. Position 13 has no embedding (an index error); even positions inside the range but rare in training would be
 #    poorly trained. The sinusoidal formula gives a vector for every position, and RoPE a rotation for every

@@ -89,8 +89,8 @@ S = amla.per_profile(
              bpe_chars=200_000, bpe_merges=500, small_chars=20_000, small_embd=128, small_steps=600,
              small_eval_every=25, kv_new=256, view_chars=64, sample_chars=300, val_windows=None),
 )
-if device.type == "cpu":
-    torch.set_num_threads(min(2, torch.get_num_threads()))  # the course machines have 2 cores
+if device.type == "cpu" and amla.profile() == "smoke":
+    torch.set_num_threads(min(2, torch.get_num_threads()))  # the tests' machines have 2 cores; elsewhere use them all
 print(amla.profile(), S)
 
 corpus = load_corpus(download=True)
@@ -231,7 +231,7 @@ print(" | ".join(bpe.decode([t]) for t in encoded[:30]))
 # the explicit path (scores, mask, softmax) to return the weights for the viewer.
 
 # %%
-from amla.transformers.gpt import GPT, GPTConfig, flops_per_token
+from amla.transformers.gpt import GPT, GPTConfig
 
 config = GPTConfig(vocab_size=tok.vocab_size, block_size=S.block, n_layer=S.n_layer, n_head=S.n_head,
                    n_embd=S.n_embd, dropout=S.dropout)
@@ -350,6 +350,8 @@ records = trainer.history.train[5:] or trainer.history.train  # the first steps 
 tokens_per_s = sum(r["tokens_per_s"] for r in records) / len(records)
 print(f"validation loss on all {val_y.numel():,} validation characters: {val_loss:.3f} nats "
       f"({val_loss / math.log(2):.2f} bits per character)")
+print(f"last evaluation: training windows {trainer.history.last('train_eval_loss'):.3f}, "
+      f"validation windows {trainer.history.last('val_loss'):.3f} nats")
 print(f"wall time {wall_s:.0f} s (training and every evaluation), {tokens_per_s:,.0f} training tokens/s")
 
 # %% [markdown]
@@ -394,22 +396,8 @@ print(f"validation windows: fp32 {val_loss_fp32:.5f}, bf16 autocast {val_loss_bf
 # fp32 and only computes in bf16.
 
 # %% [markdown]
-# **Throughput and MFU.** A training step costs about $6N$ floating-point operations per token for the $N$
-# weights (2 for the forward multiply-add, 4 for the two backward products), plus the attention scores and
-# weighted sums, $12\,L\,T\,C$ per token. On a GPU the *model FLOPs utilisation* (MFU) compares what the training
-# achieved with the chip's peak; it is only printed on CUDA, where the peak is known.
-
-# %%
-per_token = flops_per_token(config, model.num_params())
-print(f"{per_token / 1e6:.1f} MFLOP per training token -> {tokens_per_s * per_token / 1e9:.1f} GFLOP/s achieved")
-mfu = None
-if device.type == "cuda":
-    name = torch.cuda.get_device_name()
-    peaks = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12, "T4": 65e12}  # bf16/fp16
-    peak = next((v for k, v in peaks.items() if k in name), None)
-    if peak:
-        mfu = tokens_per_s * per_token / peak
-        print(f"MFU on {name}: {mfu:.1%} of {peak / 1e12:.0f} TFLOP/s")
+# **Throughput.** The run above printed the training tokens per second; Hour 09 turns it into FLOP/s and the model
+# FLOPs utilisation (MFU) against the chip's peak, and measures where the time and memory of a GPT go.
 
 # %% [markdown]
 # The two curves the Trainer recorded: the loss on the training windows and on the validation windows, measured
@@ -753,8 +741,6 @@ metrics = dict(
     ablation_max_loss_increase=loss_increase.max().item(),
     ablation_min_loss_increase=loss_increase.min().item(),
 )
-if mfu is not None:
-    metrics["mfu"] = mfu
 amla.report(**metrics)
 
 # %% [markdown]
@@ -772,8 +758,9 @@ amla.checks.summary()
 #    $C$ = 768)?
 # 3. A character model needs about 4 times as many positions as a BPE model for the same text. What does that cost
 #    in attention, and what does BPE cost instead?
-# 4. Your top-p sampler keeps only the tokens whose cumulative probability is *below* $p$. Why can that leave no
-#    token at all, and what does it do to a confident model?
+# 4. Exercise 6.3 keeps the token whose cumulative probability crosses $p$. A sampler that keeps only the tokens
+#    whose cumulative probability is *below* $p$ looks almost the same: why can it leave no token at all, and what
+#    does it do to a confident model?
 # 5. Why must the KV cache version and the recomputing version give exactly the same greedy tokens? Give two bugs
 #    that would make them differ.
 # 6. The cached step feeds one query against $t$ stored keys. Which causal mask does it need, and what goes wrong
@@ -808,8 +795,9 @@ amla.checks.summary()
 #    the mask at the top left and lets the query see only the first key.
 # 7. The ratio of what the model can memorise to how much distinct data it sees. 20 000 characters are seen dozens
 #    of times in 400 steps and a 0.4 M parameter model memorises them; 1 M characters are seen only a few times in
-#    the main run, and the model is too small to memorise them, so its training and validation losses are the same
-#    and dropout would only slow it down. Bigger models and longer runs (the gpu profile) move towards overfitting,
+#    the main run, and the model is too small to memorise them: its training loss stays only a little below its
+#    validation loss (compare the last evaluation's two losses the main run prints), the gap of a model that generalises rather
+#    than memorises, and dropout would mostly slow it down. Bigger models and longer runs (the gpu profile) move towards overfitting,
 #    and there dropout pays.
 
 # %% [markdown]

@@ -3,6 +3,7 @@
 - ``env``: device (cuda > mps > cpu), seeding, the profiles (smoke / cpu / gpu), the environment report
 - ``train``: the course ``Trainer``, the training step with gradient accumulation, the warmup-cosine schedule
 - ``precision``: mixed precision (autocast dtype, autocast, GradScaler), a no-op on the CPU
+- ``distributed``: data-parallel training (DDP under torchrun, rank-0 logging and checkpoints), Hour 09
 - ``checkpoint``: atomic checkpoints, loaded with ``weights_only=True``; the RNG state
 - ``data``: the data directory, sha256-verified downloads, small built-in datasets
 - ``report``: ``amla.report(...)``, the key metrics of an hour, collected by ``amla bench``
@@ -13,4 +14,4 @@ The views every hour draws with live in ``amla.views``.
 
 from amla._lazy import lazy_submodules
 
-__getattr__ = lazy_submodules(__name__, ("checkpoint", "data", "env", "errors", "precision", "report", "train"))
+__getattr__ = lazy_submodules(__name__, ("checkpoint", "data", "distributed", "env", "errors", "precision", "report", "train"))

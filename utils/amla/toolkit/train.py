@@ -8,7 +8,8 @@ the GradScaler, then step the warmup-cosine learning-rate schedule.
 Around it: a deterministic batch order (batch ``m`` is a function of the seed and ``m`` only, so a
 resumed run sees exactly the batches an uninterrupted one would), evaluation, history, throughput,
 ``tqdm.auto`` progress, callbacks (the live dashboard is one), atomic checkpoints that resume exactly,
-and Ctrl-C that stops cleanly after the step in progress.
+and Ctrl-C that stops cleanly after the step in progress. Inside a process group (``amla.toolkit.distributed``,
+Hour 09) it trains data-parallel: DDP, each rank its shard of the global batch, loss averaged, rank 0 logs and saves.
 
 Hour 01's exercises plug in: ``Trainer(..., step_fn=train_step, lr_fn=lr_at)`` trains with the student's step
 and schedule (same signatures as ``train_step`` and ``warmup_cosine`` below, the step without ``loss_fn``).
@@ -29,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from amla.toolkit import distributed as ddp
 from amla.toolkit.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from amla.toolkit.env import pick_device
 from amla.toolkit.errors import check_hook
@@ -180,7 +182,8 @@ def eval_batches(model: nn.Module, tensors: Sequence[torch.Tensor], batch_size: 
 class _Batches:
     """Micro-batch ``m`` = slice ``m % per_epoch`` of a permutation seeded by (seed, epoch ``m // per_epoch``)."""
 
-    def __init__(self, data: Any, batch_size: int, seed: int, collate: Callable[[list[Any]], Batch] | None):
+    def __init__(self, data: Any, batch_size: int, seed: int, collate: Callable[[list[Any]], Batch] | None,
+                 shard: tuple[int, int] = (0, 1)):
         if isinstance(data, (tuple, list)) and data and all(isinstance(t, torch.Tensor) for t in data):
             sizes = [t.shape[0] for t in data]
             if len(set(sizes)) != 1:
@@ -194,7 +197,7 @@ class _Batches:
             raise TypeError(f"train_data must be a tuple of tensors or a Dataset, got {type(data).__name__}")
         if batch_size > self.n:
             raise ValueError(f"batch_size={batch_size} is larger than the training set ({self.n} examples)")
-        self.data, self.batch_size, self.seed = data, batch_size, seed
+        self.data, self.batch_size, self.seed, (self.rank, self.world) = data, batch_size, seed, shard
         self.per_epoch = self.n // batch_size  # the last incomplete batch of an epoch is dropped
         self.collate = collate or torch.utils.data.default_collate
         self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
@@ -204,7 +207,7 @@ class _Batches:
         if epoch != self._epoch:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
             self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g)
-        idx = self._perm[pos * self.batch_size : (pos + 1) * self.batch_size]
+        idx = ddp.shard_indices(self._perm[pos * self.batch_size : (pos + 1) * self.batch_size], self.rank, self.world)
         if self.tensors is not None:
             return tuple(t[idx] for t in self.tensors)
         return self.collate([self.data[int(i)] for i in idx])
@@ -266,8 +269,9 @@ class Trainer:
             raise ValueError("pass step_fn or loss_fn, not both: step_fn computes the cross-entropy itself")
         self.device = torch.device(device) if device is not None else pick_device()
         self.model = model.to(self.device)
+        self.net = ddp.wrap(self.model)  # DDP inside a process group; checkpoints keep the plain model's keys
         self.loss_fn, self.step_fn, self.eval_fn, self.callbacks = loss_fn, step_fn, eval_fn, list(callbacks)
-        self.batches = _Batches(train_data, c.batch_size, c.seed, collate_fn)
+        self.batches = _Batches(train_data, c.batch_size, c.seed, collate_fn, ddp.shard(c.batch_size))
         self.optimizer = optimizer or self._adamw()
         self.min_lr = c.lr / 10 if c.min_lr is None else c.min_lr
         lr_at = lr_fn or warmup_cosine
@@ -314,13 +318,14 @@ class Trainer:
         micro = [self._to_device(self.batches(first + j)) for j in range(c.grad_accum)]
         lr = self.optimizer.param_groups[0]["lr"]
         if self.step_fn is None:
-            loss, norm = train_step(self.model, micro, self.optimizer, self.scaler, self.dtype, c.grad_clip, self.loss_fn)
+            loss, norm = train_step(self.net, micro, self.optimizer, self.scaler, self.dtype, c.grad_clip, self.loss_fn)
         else:
             clip = math.inf if c.grad_clip is None else c.grad_clip  # the package's step reads None as no clipping
-            out = self.step_fn(self.model, micro, self.optimizer, self.scaler, self.dtype, clip)
+            out = self.step_fn(self.net, micro, self.optimizer, self.scaler, self.dtype, clip)
             loss, norm = out if isinstance(out, tuple) and len(out) == 2 else (out, None)
             if not isinstance(loss, (int, float)):
                 raise TypeError(f"step_fn must return the loss as a Python float, got {type(loss).__name__}")
+        loss = ddp.mean_over_ranks(loss)  # each rank's loss is the mean over its shard: average them
         self.scheduler.step()
         self.step += 1
         dt = max(time.perf_counter() - t0, 1e-9)
@@ -328,7 +333,7 @@ class Trainer:
                   "samples_per_s": c.batch_size * c.grad_accum / dt}
         x = micro[0][0]
         if isinstance(x, torch.Tensor) and not x.is_floating_point():
-            record["tokens_per_s"] = x.numel() * c.grad_accum / dt  # integer inputs are token ids
+            record["tokens_per_s"] = x.numel() * c.grad_accum * self.batches.world / dt  # integer inputs are token ids
         record["elapsed_s"] = (self.history.train[-1]["elapsed_s"] if self.history.train else 0.0) + dt
         return record
 
@@ -341,7 +346,7 @@ class Trainer:
             set_rng_state(self._rng_at_stop)  # whatever ran between two fit() calls must not change the run
         for cb in self.callbacks:
             cb.on_fit_start(self)
-        bar = tqdm(total=c.max_steps, initial=self.step, disable=not c.progress, desc="training", unit="step")
+        bar = tqdm(total=c.max_steps, initial=self.step, disable=not c.progress or not ddp.is_main(), desc="training", unit="step")
         interrupted = False
         try:
             with _stop_after_step() as ctrl_c:
@@ -396,7 +401,8 @@ class Trainer:
 
     def save(self, path: str) -> None:
         """Write a checkpoint atomically (see ``amla.toolkit.checkpoint``)."""
-        save_checkpoint(path, self.state_dict())
+        if ddp.is_main():  # one writer: every rank holds the same weights
+            save_checkpoint(path, self.state_dict())
 
     def load(self, path: str) -> "Trainer":
         """Resume from a checkpoint written by ``save`` (loaded with ``weights_only=True``)."""
