@@ -32,8 +32,8 @@ device = amla.setup(hour=9, seed=0)  # picks cuda > mps > cpu, seeds, prints the
 # says so and the course's reference is used. `amla.checks.summary()` at the end lists what you have done.
 #
 # **Runtime** (whole notebook, measured with `amla run 09 --profile smoke` and `amla bench 09 --profile cpu` on
-# the course's 2-core CPU machine while other jobs shared it, so loaded): smoke 7 s, cpu profile 29 s (of it about
-# 6 s compiling with `torch.compile` and 7 s the two-process `torchrun` launch). The gpu profile has not been run
+# the course's idle 2-core CPU machine): smoke 8 s, cpu profile 28 s (of it about 3-6 s compiling with
+# `torch.compile` and about 7 s the two-process `torchrun` launch; a busy machine takes longer). The gpu profile has not been run
 # yet: no GPU was available when this hour was written.
 
 # %%
