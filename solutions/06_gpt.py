@@ -267,8 +267,7 @@ print(f"initial loss {loss0:.3f}, ln(vocab) = {math.log(tok.vocab_size):.3f}")
 #   (fp16 with a gradient scaler on GPUs without bf16), which their tensor cores run much faster than fp32, with
 #   half the activation memory, while the weights and the optimizer stay in fp32. On a CPU the course Trainer
 #   always stays in fp32, so a notebook gives the same numbers on every CPU. (Many CPUs have no bf16 arithmetic and
-#   would only get slower; the course machine's AMD EPYC has it, and a bf16 training step of this model measured
-#   10 to 15 % faster there.)
+#   would only get slower; Hour 09 measures what bf16 autocast does on the CPU it runs on.)
 # - `grad_accum=k` splits every batch into $k$ micro-batches of `batch` windows, divides each loss by $k$, and steps
 #   the optimizer once after adding up their gradients. It is the same update as one batch of $k \cdot$ `batch`
 #   windows, with $k$ times less activation memory: how a large batch fits in a small GPU. (The smoke profile uses
@@ -501,8 +500,9 @@ fig
 # also slow the learning: in the same 400 steps the regularised run's best validation loss (2.43) was *worse*. That
 # is the trade-off to keep in mind; regularisation pays when a run is long enough to overfit, and early stopping
 # (`stopper.best_state` holds the best weights) is the cheap insurance for the day it does. On the full corpus, at
-# our CPU scale, none of this is needed, which is why the main run uses no dropout. The gpu profile trains a model
-# 13 times bigger, long enough to overfit, and does use dropout 0.2.
+# our CPU scale, none of this is needed, which is why the main run uses no dropout. The gpu profile trains a much
+# bigger model for longer and uses dropout 0.2, on the expectation (not measured here: no gpu run is recorded)
+# that it would otherwise overfit the same data sooner.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. Sampling
@@ -627,7 +627,8 @@ for _ in range(3):  # alternate the two and keep each one's fastest run: a busy 
 t_cache, t_plain = min(times[True]), min(times[False])
 kv_same = torch.equal(with_cache[:, : 1 + fits], without_cache[:, : 1 + fits])
 kv_speedup = t_plain / t_cache
-print(f"{new_tokens} new tokens: without cache {t_plain:.2f} s, with cache {t_cache:.2f} s -> {kv_speedup:.1f}x faster")
+print(f"{new_tokens} new tokens: without cache {t_plain:.2f} s, with cache {t_cache:.2f} s -> {kv_speedup:.1f}x faster "
+      f"({t_cache / new_tokens * 1e3:.2f} ms per cached step)")
 print(f"identical greedy tokens over the {fits} tokens generated within block_size={S.block}: {kv_same}")
 print(repr(tok.decode(with_cache[0, :120].cpu())))
 
@@ -635,8 +636,8 @@ print(repr(tok.decode(with_cache[0, :120].cpu())))
 # The speed-up grows with the length of the generation: without the cache the cost of a step grows with the
 # context, with it a step costs one position (plus attention over the stored keys, which is cheap at these sizes).
 #
-# It also grows with the amount of arithmetic per step. On a CPU, a cached step for a single sequence takes about
-# 0.6 ms whatever the model does: it is about a hundred small operations (17 products of a single row with a
+# It also grows with the amount of arithmetic per step. On a CPU, a cached step for a single sequence takes
+# well under a millisecond (the run prints it) whatever the model does: it is about a hundred small operations (17 products of a single row with a
 # weight matrix, the attention, the norms), each with a fixed cost of a few microseconds. Recomputing a context
 # of 128 positions costs only a few times more, because a CPU multiplies a 128-row matrix in little more time per
 # call than a single row. The cache saves *arithmetic*, so its full effect shows once arithmetic dominates: with
