@@ -208,20 +208,24 @@ for value in (1e-3, 1e-5, 6e-8, 1e-8, 1e5):
 # its gradients computed under fp16 autocast with and without scaling, against fp32:
 
 # %%
-def mlp_grads(scale, dtype):
+def fresh_mlp():
+    """The same small network and data every call (seed 0)."""
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 1))
-    xs, ys = torch.randn(32, 16), torch.randn(32, 1)
+    return nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 1)), torch.randn(32, 16), torch.randn(32, 1)
+
+
+def mlp_grads(scale, dtype):
+    net, xs, ys = fresh_mlp()
     with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
         out = net(xs)
     (scale * 1e-6 * F.mse_loss(out.float(), ys)).backward()
-    return torch.cat([p.grad.flatten() / scale for p in net.parameters()]), net, xs, ys
+    return torch.cat([p.grad.flatten() / scale for p in net.parameters()])
 
 
-exact = mlp_grads(1.0, None)[0]
+exact = mlp_grads(1.0, None)
 for name, scale, dtype in [("fp16, no scaling", 1.0, torch.float16), ("fp16, loss x 2^16", 2.0**16, torch.float16),
                            ("bf16, no scaling", 1.0, torch.bfloat16)]:
-    g = mlp_grads(scale, dtype)[0]
+    g = mlp_grads(scale, dtype)
     print(f"{name:<18} entries that became 0: {(g == 0).float().mean():6.1%}   "
           f"error: {(g - exact).norm() / exact.norm():.1e} of the norm")
 
@@ -236,7 +240,7 @@ for name, scale, dtype in [("fp16, no scaling", 1.0, torch.float16), ("fp16, los
 # For real, on the CPU, with fp16 autocast, a start at $2^{24}$ and growth every 4 steps:
 
 # %%
-_, net, xs, ys = mlp_grads(1.0, None)
+net, xs, ys = fresh_mlp()
 sgd = torch.optim.SGD(net.parameters(), lr=0.01)
 scaler = torch.amp.GradScaler("cpu", init_scale=2.0**24, growth_interval=4)
 skipped = 0

@@ -145,6 +145,7 @@ def toy_training(steps: int = 4, batch_size: int = 16, seed: int = 0, out: str |
     """Train a small MLP classifier on fixed random data with the course Trainer, data-parallel when a process
     group is initialised; returns the final weights (and rank 0 saves them to ``out``). The same call with one
     process and the same global ``batch_size`` gives the same weights (up to float rounding)."""
+    from amla.toolkit.checkpoint import save_checkpoint
     from amla.toolkit.train import Trainer, TrainConfig
 
     g = torch.Generator().manual_seed(seed)
@@ -158,5 +159,5 @@ def toy_training(steps: int = 4, batch_size: int = 16, seed: int = 0, out: str |
     main_print(f"rank 0 of {world_size()}: final loss {history.last('loss'):.6f}")
     weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if out is not None and is_main():
-        torch.save(weights, out)
+        save_checkpoint(out, weights)  # atomic: a reader never sees half a file
     return weights

@@ -23,6 +23,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.checkpoint import checkpoint
 
+from amla.transformers.attention import causal_mask
+
 BACKENDS = {"math": SDPBackend.MATH, "flash": SDPBackend.FLASH_ATTENTION,
             "efficient": SDPBackend.EFFICIENT_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION}
 
@@ -97,8 +99,7 @@ def math_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = False) -> Ten
     """Attention written out: the [B, H, T, T] scores and probabilities are materialised."""
     scores = q @ k.transpose(-2, -1) / q.size(-1) ** 0.5
     if causal:
-        t = q.size(-2)
-        scores = scores.masked_fill(torch.ones(t, t, dtype=torch.bool, device=q.device).triu(1), float("-inf"))
+        scores = scores.masked_fill(~causal_mask(q.size(-2), k.size(-2), device=q.device), float("-inf"))
     return scores.softmax(-1) @ v
 
 
