@@ -15,7 +15,6 @@ Images are ``float32 [N, 1, H, W]`` in [-1, 1] (the range of a tanh generator); 
 
 from __future__ import annotations
 
-import gzip
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from amla.toolkit.data import DataMissing, fetch, user_cache
+from amla.toolkit.data import DataMissing, mnist, user_cache
 from amla.toolkit.train import eval_batches
 
 __all__ = ["DigitClassifier", "DigitImages", "accuracy", "classifier_for", "digit_images", "per_class_accuracy",
@@ -50,21 +49,8 @@ class DigitImages:
                 f"{len(self.held_x):,} held out for the classifier{(' (' + self.note + ')') if self.note else ''}")
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    """An IDX file (MNIST's format, gzipped): a big-endian header of dimension sizes, then uint8 data."""
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    if data[:2] != b"\x00\x00" or data[2] != 0x08:
-        raise ValueError(f"{path} is not an IDX file of unsigned bytes (magic {data[:4].hex()})")
-    ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
 def _mnist_test(download: bool) -> tuple[np.ndarray, np.ndarray]:
-    images = _read_idx(fetch("mnist-test-images", download=download, timeout=10.0))
-    labels = _read_idx(fetch("mnist-test-labels", download=download, timeout=10.0))
-    return images.astype(np.float32) / 255.0, labels.astype(np.int64)
+    return mnist("test", download=download)
 
 
 def _digits8x8() -> tuple[np.ndarray, np.ndarray]:

@@ -6,6 +6,7 @@ copy of the test data); otherwise it is ``$XDG_CACHE_HOME/amla`` or ``~/.cache/a
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import urllib.error
@@ -58,6 +59,16 @@ REMOTE_FILES: dict[str, RemoteFile] = {
         "tinyshakespeare/input.txt",
         "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
         "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
+    ),
+    "mnist-train-images": RemoteFile(
+        "MNIST/raw/train-images-idx3-ubyte.gz",
+        "https://ossci-datasets.s3.amazonaws.com/mnist/train-images-idx3-ubyte.gz",
+        "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+    ),
+    "mnist-train-labels": RemoteFile(
+        "MNIST/raw/train-labels-idx1-ubyte.gz",
+        "https://ossci-datasets.s3.amazonaws.com/mnist/train-labels-idx1-ubyte.gz",
+        "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
     ),
     "mnist-test-images": RemoteFile(
         "MNIST/raw/t10k-images-idx3-ubyte.gz",
@@ -148,6 +159,27 @@ def fetch(name: str, *, root: Path | None = None, download: bool = True, timeout
         raise ChecksumMismatch(f"{name}: downloaded file has sha256 {got[:12]}..., expected {remote.sha256[:12]}...")
     os.replace(tmp, target)
     return target
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (MNIST's format, gzipped): a big-endian header of dimension sizes, then uint8 data."""
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    if data[:2] != b"\x00\x00" or data[2] != 0x08:
+        raise ValueError(f"{path} is not an IDX file of unsigned bytes (magic {data[:4].hex()})")
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def mnist(split: str = "test", *, download: bool = True, timeout: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST's ``"train"`` (60,000) or ``"test"`` (10,000) images, ``float32 [N, 28, 28]`` in [0, 1], and labels
+    ``int64 [N]``, from the data directory (sha256-verified; downloaded there when absent and ``download``)."""
+    if split not in ("train", "test"):
+        raise ValueError(f"mnist: split must be 'train' or 'test', got {split!r}")
+    images = read_idx(fetch(f"mnist-{split}-images", download=download, timeout=timeout))
+    labels = read_idx(fetch(f"mnist-{split}-labels", download=download, timeout=timeout))
+    return images.astype(np.float32) / 255.0, labels.astype(np.int64)
 
 
 def status(root: Path | None = None) -> dict[str, str]:

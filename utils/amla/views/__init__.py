@@ -11,6 +11,8 @@
 - ``EmbeddingExplorer``: 2-D points (node embeddings, samples) at every saved epoch, by class, with a graph's edges.
 - ``NeighbourhoodAttention``: one node's attention weights over its incoming edges, per head (graph attention).
 - ``EpisodePlayer``: an RL episode's rendered frames with play controls, reward and value estimate per step.
+- ``RolloutViewer``: where a ViT's class token looks (attention rollout or raw attention), image by image and
+  layer by layer.
 - ``GridworldViewer`` / ``plot_grid_values``: a gridworld's values and greedy policy (arrows) per iteration.
 """
 
@@ -24,6 +26,7 @@ from amla.views.gan_player import GanFrame, GanPlayer
 from amla.views.graph_attention import NeighbourhoodAttention
 from amla.views.gridworld import GridworldViewer, plot_grid_values
 from amla.views.plots import plot_history, plot_lr_schedule
+from amla.views.rollout import RolloutViewer
 
 __all__ = [
     "AttentionViewer",
@@ -34,6 +37,7 @@ __all__ = [
     "GanPlayer",
     "GridworldViewer",
     "NeighbourhoodAttention",
+    "RolloutViewer",
     "SampleGallery",
     "View",
     "fig_to_png",
