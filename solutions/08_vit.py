@@ -189,12 +189,17 @@ def cnn_for(data: V.ImageSplit, width: int) -> V.SmallCNN:
     return V.SmallCNN(10, width=width)
 
 
+def show(*names: str) -> None:
+    for name in names:
+        r = results[name]
+        print(f"{name:>12}: test accuracy {r['test_acc']:.2%} in {r['train_s']:.0f} s "
+              f"({r['images_per_s']:,.0f} images/s, {r['params']:,} parameters, {r['steps']} steps)")
+
+
 results = {}
 results["ViT, digits"] = fit(vit_digits, digits, S.digits_steps, S.digits_batch, lr=2e-3, shift=1)
 results["CNN, digits"] = fit(cnn_for(digits, 32), digits, S.cnn_digits_steps, S.digits_batch, lr=2e-3, shift=1)
-for name, r in results.items():
-    print(f"{name:>12}: test accuracy {r['test_acc']:.2%} in {r['train_s']:.0f} s "
-          f"({r['images_per_s']:,.0f} images/s, {r['params']:,} parameters, {r['steps']} steps)")
+show("ViT, digits", "CNN, digits")
 
 # %% [markdown]
 # MNIST, with 7x7 patches (16 tokens and the class token) and a wider ViT. The CNN is the same; a convolution
@@ -206,10 +211,7 @@ vit_mnist = make_vit(mnist, patch=7, d_model=S.mnist_d, n_layers=S.mnist_layers)
 results["ViT, MNIST"] = fit(vit_mnist, mnist, S.mnist_steps, S.mnist_batch, lr=2e-3, shift=2, subset=S.mnist_subset)
 results["CNN, MNIST"] = fit(cnn_for(mnist, 32), mnist, S.cnn_mnist_steps, S.mnist_batch, lr=5e-3, shift=2,
                             subset=S.mnist_subset)
-for name in ("ViT, MNIST", "CNN, MNIST"):
-    r = results[name]
-    print(f"{name:>12}: test accuracy {r['test_acc']:.2%} in {r['train_s']:.0f} s "
-          f"({r['images_per_s']:,.0f} images/s, {r['params']:,} parameters, {r['steps']} steps)")
+show("ViT, MNIST", "CNN, MNIST")
 print(mnist.describe())
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -275,16 +277,18 @@ attention_rollout = amla.checks.vit.check_attention_rollout(attention_rollout)
 
 # %%
 vit_mnist.eval()
-shown = mnist.x_test[:S.n_show].to(device)
+n_view = min(32, len(mnist.x_test))  # the test digits drawn here and in the two viewers below
 with torch.no_grad():
-    logits, maps = vit_mnist(shown, need_weights=True)
-roll = attention_rollout([m.cpu() for m in maps])[:, 0, 1:].reshape(-1, grid, grid)
+    logits, maps = vit_mnist(mnist.x_test[:n_view].to(device), need_weights=True)
+logits, maps = logits.cpu(), [m.cpu() for m in maps]
+shown = mnist.x_test[:S.n_show]
+roll = attention_rollout(maps)[:S.n_show, 0, 1:].reshape(-1, grid, grid)
 fig = Figure(figsize=(1.6 * S.n_show, 3.4))
 for i in range(S.n_show):
     heat = F.interpolate(roll[i][None, None], size=28, mode="nearest")[0, 0]
     for row, overlay in enumerate((False, True)):
         ax = fig.add_subplot(2, S.n_show, row * S.n_show + i + 1)
-        ax.imshow(shown[i, 0].cpu(), cmap="gray_r")
+        ax.imshow(shown[i, 0], cmap="gray_r")
         if overlay:
             ax.imshow(heat, cmap="inferno", alpha=0.6)
         ax.axis("off")
@@ -300,11 +304,8 @@ fig
 # %%
 from amla.views import RolloutViewer
 
-n_view = min(32, len(mnist.x_test))
-with torch.no_grad():
-    view_logits, view_maps = vit_mnist(mnist.x_test[:n_view].to(device), need_weights=True)
-rollout_view = RolloutViewer(mnist.x_test[:n_view], [m.cpu() for m in view_maps], view_logits.softmax(-1).cpu(),
-                             mnist.y_test[:n_view], attention_rollout, title="ViT on MNIST test digits")
+rollout_view = RolloutViewer(mnist.x_test[:n_view], maps, logits.softmax(-1), mnist.y_test[:n_view], attention_rollout,
+                             title="ViT on MNIST test digits")
 rollout_view
 
 # %% [markdown]
@@ -316,7 +317,7 @@ rollout_view
 from amla.views import AttentionViewer
 
 names = ["cls"] + [f"({k // grid},{k % grid})" for k in range(grid * grid)]
-viewer = AttentionViewer(torch.stack([m[0] for m in maps]).cpu(), names, title="ViT on one MNIST test digit")
+viewer = AttentionViewer(torch.stack([m[0] for m in maps]), names, title="ViT on one MNIST test digit")
 viewer.select(query=0)
 
 # %% [markdown] slideshow={"slide_type": "slide"}

@@ -12,6 +12,7 @@
   for the first cell's ``KERNEL-OK|pid|...`` line (its pid is recorded so the server's shutdown can check it).
 - ``inked_fraction`` / ``changed_fraction`` / ``shown_png`` / ``settle_on``: compare what the page shows with the
   kernel's PNGs.
+- ``fresh_shots(folder)``: the folder for a test's screenshots, made, with the files of an earlier run removed.
 """
 
 from __future__ import annotations
@@ -194,6 +195,15 @@ def settle_on(page: Any, image: Any, expected: Mapping[int, bytes], wanted: set[
             return hits[0]
         time.sleep(0.2)
     return None
+
+
+def fresh_shots(folder: Path) -> Path:
+    """``folder`` made if missing and emptied of files (screenshots of an earlier run); returns it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*"):
+        if old.is_file():
+            old.unlink()
+    return folder
 
 
 def shown_png(page: Any, image: Any) -> bytes:

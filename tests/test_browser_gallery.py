@@ -20,7 +20,7 @@ import pytest
 
 from browser_pages import _browser_required  # noqa: F401 - the fixture browser_mark() asks for in CI
 from browser_pages import IMAGE_LOADED, IMAGE_REPLACED, KERNEL_OK_CELL, browser_mark, changed_fraction, \
-    chromium_page, inked_fraction, lab_with, open_and_run_all, shown_png
+    chromium_page, fresh_shots, inked_fraction, lab_with, open_and_run_all, shown_png
 from browser_support import ARTIFACTS, REPO, LabServer, step
 
 pytestmark = browser_mark()
@@ -63,10 +63,7 @@ def lab(lab_server: LabServer) -> Iterator[LabServer]:
 
 
 def test_sample_gallery_epoch_slider_and_class_dropdown_in_chromium(lab: LabServer) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    for old in SHOTS.glob("*"):
-        if old.is_file():
-            old.unlink()
+    fresh_shots(SHOTS)
     with chromium_page(lab) as page:
         _drive(page, lab)
 

@@ -106,9 +106,10 @@ def test_rollout_viewer_draws_every_mode_and_refuses_bad_input():
 def test_digits_read_without_sklearn_equal_load_digits():
     from sklearn.datasets import load_digits
 
-    from amla.transformers.vit import _sklearn_digits, stratified_split
+    from amla.toolkit.data import digits8x8
+    from amla.transformers.vit import stratified_split
 
-    images, labels = _sklearn_digits()
+    images, labels = digits8x8()
     bunch = load_digits()
     assert (images == bunch.images / 16.0).all() and (labels == bunch.target).all()
     train, test = stratified_split(labels, 0.25, seed=0)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from amla.toolkit.data import DataMissing, mnist, user_cache
+from amla.toolkit.data import DataMissing, digits8x8, mnist, user_cache
 from amla.toolkit.train import eval_batches
 
 __all__ = ["DigitClassifier", "DigitImages", "accuracy", "classifier_for", "digit_images", "per_class_accuracy",
@@ -53,13 +53,6 @@ def _mnist_test(download: bool) -> tuple[np.ndarray, np.ndarray]:
     return mnist("test", download=download)
 
 
-def _digits8x8() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    return (bunch.images / 16.0).astype(np.float32), bunch.target.astype(np.int64)
-
-
 def digit_images(source: str = "auto", held_fraction: float = 0.5, seed: int = 0,
                  download: bool = True) -> DigitImages:
     """Digits as ``DigitImages`` (see the module docstring). ``source``: "mnist", "digits8x8" or "auto" (MNIST
@@ -70,7 +63,7 @@ def digit_images(source: str = "auto", held_fraction: float = 0.5, seed: int = 0
         raise ValueError(f"digit_images: held_fraction must be between 0 and 1, got {held_fraction}")
     note = ""
     if source == "digits8x8":
-        x, y = _digits8x8()
+        x, y = digits8x8()
         name = "digits8x8"
     else:
         try:
@@ -80,7 +73,7 @@ def digit_images(source: str = "auto", held_fraction: float = 0.5, seed: int = 0
         except DataMissing as err:
             if source == "mnist":
                 raise
-            x, y = _digits8x8()
+            x, y = digits8x8()
             name = "digits8x8"
             note = f"MNIST not available: {err}"
     from sklearn.model_selection import train_test_split

@@ -194,6 +194,26 @@ def status(root: Path | None = None) -> dict[str, str]:
     return result
 
 
+def digits8x8() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 1,797 digits ``float32 [N, 8, 8]`` in [0, 1] and labels ``int64 [N]``, read from the CSV
+    scikit-learn ships (what ``sklearn.datasets.load_digits`` reads, without importing scikit-learn, which takes
+    seconds); where the package keeps it elsewhere, through ``load_digits`` itself."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")  # finds the package without importing it
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    path = Path(folders[0]) / "datasets" / "data" / "digits.csv.gz" if folders else None
+    if path is not None and path.exists():
+        table = np.loadtxt(path, delimiter=",", dtype=np.float32)
+        images, labels = table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
+    else:
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        images, labels = bunch.images.astype(np.float32), bunch.target.astype(np.int64)
+    return images / 16.0, labels
+
+
 def digits(test_fraction: float = 0.25, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """scikit-learn's 8x8 digits (ships with scikit-learn, no download), as float tensors in [0, 1].
 
@@ -201,11 +221,9 @@ def digits(test_fraction: float = 0.25, seed: int = 0) -> tuple[torch.Tensor, to
     """
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be between 0 and 1, got {test_fraction}")
-    from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    bunch = load_digits()
-    x = (bunch.data / 16.0).astype(np.float32)
-    y = bunch.target.astype(np.int64)
+    images, y = digits8x8()
+    x = images.reshape(len(images), 64)
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=test_fraction, random_state=seed, stratify=y)
     return torch.from_numpy(x_tr), torch.from_numpy(y_tr), torch.from_numpy(x_te), torch.from_numpy(y_te)

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from amla.toolkit.train import eval_batches
 from amla.transformers.nn import TransformerBlock
 
 Patchify = Callable[[Tensor, int], Tensor]
@@ -150,7 +151,7 @@ def image_split(source: str, *, test_fraction: float = 0.2, seed: int = 0, downl
     """``source``: ``"digits8x8"`` (scikit-learn's 1,797 digits, a stratified split) or ``"mnist"``: MNIST's
     training and test sets when the training set is in the data directory (or ``download_train`` fetches it),
     else its test set split into train and test (stratified, ``test_fraction``)."""
-    from amla.toolkit.data import DataMissing, mnist
+    from amla.toolkit.data import DataMissing, digits8x8, mnist
 
     if source not in ("digits8x8", "mnist"):
         raise ValueError(f"image_split: source must be 'digits8x8' or 'mnist', got {source!r}")
@@ -171,7 +172,7 @@ def image_split(source: str, *, test_fraction: float = 0.2, seed: int = 0, downl
             note = (f"MNIST's training set is not here: {1 - test_fraction:.0%} of its 10,000 test images train, "
                     f"the other {test_fraction:.0%} test")
     else:
-        x, y = _sklearn_digits()
+        x, y = digits8x8()
         name, note = "digits8x8", f"scikit-learn's digits, {1 - test_fraction:.0%} / {test_fraction:.0%} stratified"
     train, test = stratified_split(y, test_fraction, seed)
     return ImageSplit(name, *tensors(x[train], y[train]), *tensors(x[test], y[test]), note)
@@ -187,26 +188,6 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int = 0) ->
         test.append(idx[:n_test])
         train.append(idx[n_test:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
-
-
-def _sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
-    """The 1,797 digits ``float32 [N, 8, 8]`` in [0, 1] and labels, read from the CSV scikit-learn ships (what
-    ``sklearn.datasets.load_digits`` reads, without importing scikit-learn, which takes seconds)."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.find_spec("sklearn")  # finds the package without importing it
-    folders = list(spec.submodule_search_locations or []) if spec is not None else []
-    path = Path(folders[0]) / "datasets" / "data" / "digits.csv.gz" if folders else None
-    if path is not None and path.exists():
-        table = np.loadtxt(path, delimiter=",", dtype=np.float32)
-        images, labels = table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
-    else:  # another layout of the package: the official loader
-        from sklearn.datasets import load_digits
-
-        bunch = load_digits()
-        images, labels = bunch.images.astype(np.float32), bunch.target.astype(np.int64)
-    return images / 16.0, labels
 
 
 def random_shift(images: Tensor, max_shift: int, fill: float = -1.0, generator: torch.Generator | None = None
@@ -228,11 +209,6 @@ def random_shift(images: Tensor, max_shift: int, fill: float = -1.0, generator: 
 
 @torch.no_grad()
 def accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 1000) -> float:
-    """The fraction of ``images`` whose arg-max class is the label (eval mode, no gradient)."""
-    was = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    right = sum(int((model(images[i:i + batch_size].to(device)).argmax(-1).cpu() == labels[i:i + batch_size]).sum())
-                for i in range(0, len(images), batch_size))
-    model.train(was)
+    """The fraction of ``images`` whose arg-max class is the label (eval mode meanwhile, no gradient)."""
+    right = sum(int((model(x).argmax(-1) == y).sum()) for x, y in eval_batches(model, [images, labels], batch_size))
     return right / len(images)
