@@ -11,7 +11,7 @@ PIN    := -c constraints.txt
 PIP    := $(PY) -m pip install --disable-pip-version-check -q $(PIN)
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup lab test build check clean
+.PHONY: setup lab test build check clean data
 
 # torch comes through pip (it alone reads the machine's local CPU wheel); uv then installs the ~150 other packages
 # in parallel (CI measures the install; see .ci/run), with the same constraints, leaving torch as it is. Where uv
@@ -20,7 +20,14 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) torch uv
 	$(VENV)/bin/uv pip install --python $(PY) -q $(PIN) -e ".[all]" || $(PIP) -e ".[all]"
+	$(MAKE) --no-print-directory data
 	touch $@
+
+# Data on a package registry, fetched at set-up since the tests never download: Hour 07's labelled sentences
+# (the source archive of vaderSentiment 3.3.2 on PyPI, 2.5 MB, sha256-verified), into the data directory or,
+# where that is read-only (CI's copy of ../shared/data), the user's cache.
+data:
+	$(VENV)/bin/amla fetch sentence-polarity
 
 setup: $(VENV)/.installed
 

@@ -14,6 +14,8 @@ if "AMLA_DATA" not in os.environ and _shared.is_dir():
 # The solution notebooks (run by nbval in this process's environment) must pass every exercise: their
 # `amla.checks.summary()` cell raises otherwise. tests/test_student_notebooks.py sets "open" for the students'.
 os.environ.setdefault("AMLA_EXPECT_EXERCISES", "passed")
+# Nothing downloads in tests: a data file that set-up did not fetch is a clear DataMissing, not a download.
+os.environ.setdefault("AMLA_OFFLINE", "1")
 
 # Under pytest-xdist (pyproject's addopts: -n 2 --dist loadscope) every worker and the notebook kernels it
 # starts use one thread each, so two workers share the two cores instead of fighting over them.

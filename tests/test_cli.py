@@ -74,7 +74,7 @@ def test_usage_errors_are_one_line(repo: Path, tmp_path_factory: pytest.TempPath
 def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for command in ("build", "run", "bench", "doctor"):
+    for command in ("build", "run", "bench", "doctor", "fetch"):
         assert f"    {command} " in out
     done = subprocess.run([sys.executable, "-m", "amla", "--help"], capture_output=True, text=True, check=False)
     assert done.returncode == 0 and "doctor" in done.stdout
@@ -82,11 +82,24 @@ def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_doctor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("AMLA_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # files are looked for in the cache too
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
     assert "torch" in out and "\u2713 ipykernel importable" in out
     assert f"\u2713 data dir {tmp_path / 'data'} can be created" in out
     assert "tinyshakespeare: missing (downloaded on first use)" in out
+
+
+def test_fetch_names_what_is_unknown_and_never_downloads_in_tests(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fetch", "no-such-file"]) == 2
+    assert "unknown data file(s) no-such-file; known: " in capsys.readouterr().err
+    monkeypatch.setenv("AMLA_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("AMLA_OFFLINE", "1")
+    assert main(["fetch", "sentence-polarity"]) == 2
+    err = capsys.readouterr().err
+    assert "AMLA_OFFLINE is set" in err and "vaderSentiment-3.3.2.tar.gz" in err and err.count("\n") == 1
 
 
 def test_run_table_and_student_notebooks(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

@@ -187,6 +187,20 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if any(mark == FAIL for mark, _ in checks) else 0
 
 
+# --- fetch -------------------------------------------------------------------------------------
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from amla.toolkit.data import REMOTE_FILES, fetch
+
+    unknown = [name for name in args.names if name not in REMOTE_FILES]
+    if unknown:
+        raise ValueError(f"unknown data file(s) {', '.join(unknown)}; known: {', '.join(sorted(REMOTE_FILES))}")
+    for name in args.names:
+        print(f"{name}: {fetch(name)} (sha256 verified)")
+    return 0
+
+
 # --- parser ------------------------------------------------------------------------------------
 
 
@@ -220,6 +234,11 @@ def parser() -> argparse.ArgumentParser:
 
     d = commands.add_parser("doctor", help="print the environment and check what the notebooks need")
     d.set_defaults(func=cmd_doctor)
+
+    f = commands.add_parser("fetch", help="download data files into the data directory (sha256-verified)")
+    f.add_argument("names", nargs="+", metavar="NAME", help="names of amla.toolkit.data.REMOTE_FILES, e.g. "
+                   "sentence-polarity")
+    f.set_defaults(func=cmd_fetch)
     return top
 
 

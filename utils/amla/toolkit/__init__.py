@@ -4,6 +4,7 @@
 - ``train``: the course ``Trainer``, the training step with gradient accumulation, the warmup-cosine schedule
 - ``precision``: mixed precision (autocast dtype, autocast, GradScaler), a no-op on the CPU
 - ``distributed``: data-parallel training (DDP under torchrun, rank-0 logging and checkpoints), Hour 09
+- ``early_stopping``: the ``EarlyStopping`` callback (best weights restored), Hour 07
 - ``checkpoint``: atomic checkpoints, loaded with ``weights_only=True``; the RNG state
 - ``data``: the data directory, sha256-verified downloads, small built-in datasets
 - ``report``: ``amla.report(...)``, the key metrics of an hour, collected by ``amla bench``
@@ -14,4 +15,4 @@ The views every hour draws with live in ``amla.views``.
 
 from amla._lazy import lazy_submodules
 
-__getattr__ = lazy_submodules(__name__, ("checkpoint", "data", "distributed", "env", "errors", "precision", "report", "train"))
+__getattr__ = lazy_submodules(__name__, ("checkpoint", "data", "distributed", "early_stopping", "env", "errors", "precision", "report", "train"))

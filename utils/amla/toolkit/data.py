@@ -1,7 +1,8 @@
 """The course data directory, sha256-verified downloads, and the small datasets the early hours use.
 
 Nothing downloads at import. ``AMLA_DATA`` names the data directory (CI points it at a read-only
-copy of the test data); otherwise it is ``$XDG_CACHE_HOME/amla`` or ``~/.cache/amla``.
+copy of the test data); otherwise it is ``$XDG_CACHE_HOME/amla`` or ``~/.cache/amla``. Files are looked for in
+the data directory, then in that cache; ``AMLA_OFFLINE=1`` (set by the test suite) forbids downloads.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 DATA_ENV = "AMLA_DATA"
+OFFLINE_ENV = "AMLA_OFFLINE"
 
 
 def user_cache() -> Path:
@@ -80,8 +82,16 @@ REMOTE_FILES: dict[str, RemoteFile] = {
         "https://ossci-datasets.s3.amazonaws.com/mnist/t10k-labels-idx1-ubyte.gz",
         "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
     ),
+    "sentence-polarity": RemoteFile(
+        "vaderSentiment/vaderSentiment-3.3.2.tar.gz",
+        "https://files.pythonhosted.org/packages/77/8c/4a48c10a50f750ae565e341e697d74a38075a3e43ff0df6f1ab72e186902/"
+        "vaderSentiment-3.3.2.tar.gz",
+        "5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9",
+    ),
 }
-"""Every file the course may download (the Planetoid graphs' raw files are added below)."""
+"""Every file the course may download (the Planetoid graphs' raw files are added below). ``sentence-polarity`` is
+the source archive of the PyPI package vaderSentiment 3.3.2 (MIT), which carries Pang & Lee's sentence polarity
+data (Hour 07); ``make setup`` fetches it, since it is on PyPI."""
 
 PLANETOID_PARTS = ("allx", "ally", "graph", "test.index", "tx", "ty", "x", "y")
 """The raw files of a Planetoid graph (``ind.<name>.<part>``), as PyG's ``read_planetoid_data`` reads them."""
@@ -124,26 +134,47 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _places(remote: RemoteFile, root: Path | None) -> list[Path]:
+    """Where ``remote`` may lie: under ``root`` alone if given, else the data directory, then the user's cache
+    (CI's data directory is a read-only copy of the test data; what set-up fetches lands in the cache)."""
+    if root is not None:
+        return [remote.path(root)]
+    places = [remote.path(data_dir()), remote.path(user_cache())]
+    return places if places[0] != places[1] else places[:1]
+
+
+def _writable(path: Path) -> bool:
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return os.access(folder, os.W_OK)
+
+
 def fetch(name: str, *, root: Path | None = None, download: bool = True, timeout: float = 30.0) -> Path:
     """Path to the verified file ``name`` of ``REMOTE_FILES``, downloading it when absent.
 
-    A present file with the wrong sha256 is an error (never silently replaced); a missing file that
-    cannot be downloaded raises ``DataMissing`` saying which file, from where, and where to put it.
+    The file is looked for in the data directory, then in the user's cache (``root``: there only). A present
+    file with the wrong sha256 is an error (never silently replaced). A missing file is downloaded into the first
+    of those folders that is writable, unless ``download`` is false or ``AMLA_OFFLINE=1`` (the test suite sets
+    it: nothing downloads in tests); then ``DataMissing`` says which file, from where, and where to put it.
     """
     if name not in REMOTE_FILES:
         raise KeyError(f"unknown data file {name!r}; known: {', '.join(sorted(REMOTE_FILES))}")
     remote = REMOTE_FILES[name]
-    target = remote.path(root)
-    if target.exists():
-        got = sha256_of(target)
-        if got != remote.sha256:
-            raise ChecksumMismatch(
-                f"{target} has sha256 {got[:12]}..., expected {remote.sha256[:12]}...; delete it to download again"
-            )
-        return target
+    places = _places(remote, root)
+    for target in places:
+        if target.exists():
+            got = sha256_of(target)
+            if got != remote.sha256:
+                raise ChecksumMismatch(
+                    f"{target} has sha256 {got[:12]}..., expected {remote.sha256[:12]}...; delete it to download again"
+                )
+            return target
+    target = next((p for p in places if _writable(p)), places[0])
     how = f"download {remote.url} to {target} (or set {DATA_ENV} to a directory holding {remote.relpath})"
-    if not download:
-        raise DataMissing(f"{name}: {target} is missing; {how}")
+    if not download or os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
+        why = f" ({OFFLINE_ENV} is set)" if download else ""
+        raise DataMissing(f"{name}: {target} is missing{why}; {how}")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".part")
     try:
@@ -186,12 +217,39 @@ def status(root: Path | None = None) -> dict[str, str]:
     """For ``amla doctor``: which known data files are present (and verified) in the data directory."""
     result = {}
     for name, remote in REMOTE_FILES.items():
-        path = remote.path(root)
+        path = next((p for p in _places(remote, root) if p.exists()), remote.path(root))
         if not path.exists():
             result[name] = "missing (downloaded on first use)"
         else:
             result[name] = "ok" if sha256_of(path) == remote.sha256 else "WRONG sha256"
     return result
+
+
+SENTENCE_POLARITY_POSITIVE = 5152
+"""IDs 1-5152 of the file are the positive sentences of Pang & Lee's data (``rt-polarity.pos``), the rest negative."""
+
+
+def sentence_polarity(*, download: bool = True) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Pang & Lee's sentence polarity data (Rotten Tomatoes snippets, ACL 2005; 10,605 of its 10,662 sentences, as
+    Hutto & Gilbert's VADER study re-segmented them): ``(texts, labels int64 [N] with 1 = positive, ratings
+    float32 [N])``, the ratings being the mean of at least 20 human judges on -4..+4. Read from the source
+    archive of the PyPI package vaderSentiment 3.3.2 (``additional_resources/hutto_ICWSM_2014.tar.gz``),
+    sha256-verified."""
+    import tarfile
+
+    archive = fetch("sentence-polarity", download=download)
+    with tarfile.open(archive) as outer:
+        member = outer.extractfile("vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz")
+        if member is None:  # pragma: no cover - the sha256 pins the archive's content
+            raise DataMissing(f"{archive} has no hutto_ICWSM_2014.tar.gz")
+        with tarfile.open(fileobj=member) as inner:
+            raw = inner.extractfile("hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt")
+            lines = raw.read().decode("utf-8").splitlines() if raw is not None else []
+    rows = [line.split("\t") for line in lines if line.strip()]
+    texts = [text.strip() for _, _, text in rows]
+    labels = np.array([int(int(i) <= SENTENCE_POLARITY_POSITIVE) for i, _, _ in rows], dtype=np.int64)
+    ratings = np.array([float(r) for _, r, _ in rows], dtype=np.float32)
+    return texts, labels, ratings
 
 
 def digits8x8() -> tuple[np.ndarray, np.ndarray]:

@@ -235,11 +235,28 @@ def _stop_after_step() -> Iterator[dict[str, bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
+class _OwnBatches:
+    """A batch source of its own: ``source.batch(m)`` is micro-batch ``m`` (a pure function of ``m``, so a resumed run
+    sees the same batches), of ``source.batch_size`` rows; one process only."""
+
+    def __init__(self, source: Any, batch_size: int):
+        if getattr(source, "batch_size", None) != batch_size:
+            raise ValueError(f"train_data draws batches of {getattr(source, 'batch_size', None)} rows; "
+                             f"TrainConfig.batch_size is {batch_size}; make them equal")
+        if ddp.shard(batch_size)[1] != 1:
+            raise ValueError("train_data with its own batch order trains in one process only; pass a Dataset for DDP")
+        self.source, self.world = source, 1
+
+    def __call__(self, m: int) -> Batch:
+        return self.source.batch(m)
+
+
 # --- the Trainer ------------------------------------------------------------------------------
 
 
 class Trainer:
-    """Train ``model`` on ``train_data`` (a tuple of tensors sharing dim 0, or a Dataset) as ``config`` says.
+    """Train ``model`` on ``train_data`` (a tuple of tensors sharing dim 0, a Dataset, or an object with its own
+    ``batch(m)`` and ``batch_size``) as ``config`` says.
 
     ``loss_fn(model, batch) -> loss`` defaults to cross-entropy of ``model(x)`` against ``y``.
     ``eval_fn(model) -> {"val_loss": ..., "val_acc": ...}`` runs under ``torch.no_grad`` in eval mode.
@@ -271,7 +288,10 @@ class Trainer:
         self.model = model.to(self.device)
         self.net = ddp.wrap(self.model)  # DDP inside a process group; checkpoints keep the plain model's keys
         self.loss_fn, self.step_fn, self.eval_fn, self.callbacks = loss_fn, step_fn, eval_fn, list(callbacks)
-        self.batches = _Batches(train_data, c.batch_size, c.seed, collate_fn, ddp.shard(c.batch_size))
+        if callable(getattr(train_data, "batch", None)):  # an order of its own (Hour 07's LengthBuckets)
+            self.batches: Any = _OwnBatches(train_data, c.batch_size)
+        else:
+            self.batches = _Batches(train_data, c.batch_size, c.seed, collate_fn, ddp.shard(c.batch_size))
         self.optimizer = optimizer or self._adamw()
         self.min_lr = c.lr / 10 if c.min_lr is None else c.min_lr
         lr_at = lr_fn or warmup_cosine

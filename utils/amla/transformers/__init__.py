@@ -11,9 +11,10 @@
 - ``gpt``: a small GPT with a KV cache, sampling (Hour 06)
 - ``ablation``: switch attention heads off to test what an attention map suggests (Hours 04, 06)
 - ``pretraining``: BERT's masking rule, static and dynamic masking (RoBERTa), a small masked language model, T5's
-  text-to-text tasks told apart by a prefix (Hour 07, being written: its notebook is not there yet)
+  text-to-text tasks told apart by a prefix (Hour 07)
 - ``pretrained``: all-MiniLM-L6-v2 offline (sha256-checked weights, eager attention), mean pooling, a TF-IDF
-  baseline; ``bias``: a WEAT association test with a permutation p-value (Hour 07, being written)
+  baseline; ``finetune``: a sentence classifier on a pretrained encoder, length-bucketed batches, evaluation;
+  ``bias``: a WEAT association test with a permutation p-value (Hour 07)
 - ``vit``: the hour's digits data and shift augmentation, patches, the patch embedding (equal to a strided
   convolution), the Vision Transformer, attention rollout, a small CNN baseline (Hour 08)
 - ``swin``: windowed and shifted-window attention; ``detr``: set prediction with bipartite matching (Hour 08)
@@ -24,5 +25,5 @@
 from amla._lazy import lazy_submodules
 
 __getattr__ = lazy_submodules(__name__, (
-    "ablation", "attention", "bias", "detr", "efficiency", "encoder", "encoder_decoder", "gpt", "nn", "positions",
-    "pretrained", "pretraining", "seq2seq", "swin", "tasks", "text", "vit"))
+    "ablation", "attention", "bias", "detr", "efficiency", "encoder", "encoder_decoder", "finetune", "gpt", "nn",
+    "positions", "pretrained", "pretraining", "seq2seq", "swin", "tasks", "text", "vit"))

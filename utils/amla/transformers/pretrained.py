@@ -6,7 +6,7 @@
 - ``attentions(model, batch, index=0, trim=True) -> [layers, heads, T, T]``: sequence ``index`` of a tokenized batch
   (``trim``: its real tokens only; else the padded length, padded keys weighted 0).
 - ``mean_pool(hidden [B, T, d], mask [B, T]) -> [B, d]``: the mean over the real tokens (how the model was trained);
-  ``embed(tokenizer, model, sentences, batch_size=64) -> [N, 384]``.
+  ``embed(tokenizer, model, sentences, batch_size=64, pool=mean_pool) -> [N, 384]``.
 - ``tfidf_baseline(train_texts, train_labels, test_texts, test_labels, seed=0) -> accuracy``: TF-IDF (word 1-2
   grams) + logistic regression (scikit-learn), the baseline sentence embeddings are compared with.
 - ``minilm_dir()``, ``sha256_of(path)``.
@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -95,15 +96,18 @@ def mean_pool(hidden: Tensor, mask: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def embed(tokenizer: Any, model: Any, sentences: list[str], batch_size: int = 64) -> Tensor:
-    """Sentence embeddings by mean pooling (how all-MiniLM-L6-v2 was trained), [N, 384], not normalised."""
+def embed(tokenizer: Any, model: Any, sentences: list[str], batch_size: int = 64,
+          pool: Callable[[Tensor, Tensor], Tensor] | None = None) -> Tensor:
+    """Sentence embeddings by mean pooling (how all-MiniLM-L6-v2 was trained), [N, 384], not normalised.
+    ``pool`` (default ``mean_pool``; Hour 07 passes the student's from Exercise 7.2) pools each batch."""
     if isinstance(sentences, str) or not sentences or not all(isinstance(t, str) for t in sentences):
         raise ValueError("embed: sentences must be a non-empty list of str")
+    pool = mean_pool if pool is None else pool
     out = []
     for i in range(0, len(sentences), batch_size):
         batch = tokenizer(sentences[i:i + batch_size], padding=True, truncation=True, max_length=128,
                           return_tensors="pt")
-        out.append(mean_pool(model(**batch).last_hidden_state, batch["attention_mask"]))
+        out.append(pool(model(**batch).last_hidden_state, batch["attention_mask"]))
     return torch.cat(out)
 
 

@@ -7,6 +7,7 @@
   changed.
 - ``MaskedExamples``: fixed examples ``[N, T]`` masked once (``dynamic=False``, BERT's static masking: the same
   mask every epoch) or anew every epoch (``dynamic=True``, RoBERTa); ``epoch(e) -> (inputs, labels)``.
+  ``copies(n)`` stacks ``n`` epochs' maskings into tensors for the Trainer (RoBERTa's duplicated data).
   ``mask_coverage(data, epochs)`` measures the share of maskable positions a model sees masked at least once.
 - ``mlm_vocab_size(tokenizer)``/``mlm_mask_id``: the course's ``CharTokenizer`` plus one ``[MASK]`` id at the end;
   ``text_windows(ids, block_size, n, seed)``: ``n`` random windows of a 1-D id tensor.
@@ -119,6 +120,15 @@ class MaskedExamples:
         check_int("MaskedExamples.epoch", "e", e, 0)
         return self._mask(self.seed + e) if self.dynamic else self._static  # type: ignore[return-value]
 
+    def copies(self, n: int) -> tuple[Tensor, Tensor]:
+        """``n`` copies of the examples, copy ``k`` masked as epoch ``k``: ``(inputs, labels)`` of ``[n * N, T]``.
+        RoBERTa's implementation of dynamic masking (its data duplicated 10 times, each copy masked differently);
+        with ``dynamic=False`` every copy holds the same masking. A Trainer drawing from them sees each example
+        about once per ``n`` epochs with each masking."""
+        check_int("MaskedExamples.copies", "n", n)
+        parts = [self.epoch(e) for e in range(n)]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
 
 def mask_coverage(data: MaskedExamples, epochs: int) -> float:
     """Share of the maskable (non-special) positions that are chosen in at least one of ``epochs`` epochs: about
@@ -173,8 +183,11 @@ class BertMLM(nn.Module):
                                           dropout, pos="learned")
         self.transform = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.LayerNorm(d_model))
         self.decoder = nn.Linear(d_model, vocab_size)
-        if tie:  # BERT's small initial embedding: with N(0, 1) the tied logits would start far from uniform
-            nn.init.normal_(self.encoder.embed.weight, std=0.02)
+        # BERT initialises every embedding N(0, 0.02^2): tied logits start near uniform, and the positions (N(0, 1)
+        # by default) must be as small as the tokens, or they drown out which token sits where
+        nn.init.normal_(self.encoder.embed.weight, std=0.02)
+        nn.init.normal_(self.encoder.pos.embedding.weight, std=0.02)  # type: ignore[union-attr]
+        if tie:
             self.decoder.weight = self.encoder.embed.weight
         self.tied = tie
 
