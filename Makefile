@@ -24,10 +24,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 # Data on a package registry, fetched at set-up since the tests never download: Hour 07's labelled sentences
-# (the source archive of vaderSentiment 3.3.2 on PyPI, 2.5 MB, sha256-verified), into the data directory or,
-# where that is read-only (CI's copy of ../shared/data), the user's cache.
+# (the source archive of vaderSentiment 3.3.2 on PyPI, 2.5 MB, sha256-verified), into the user's cache
+# (~/.cache/amla), where the notebooks look after the data directory; AMLA_DATA (in CI ../shared/data) is left alone.
 data:
-	$(VENV)/bin/amla fetch sentence-polarity
+	AMLA_DATA= $(VENV)/bin/amla fetch sentence-polarity
 
 setup: $(VENV)/.installed
 

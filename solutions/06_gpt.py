@@ -13,13 +13,16 @@ device = amla.setup(hour=6, seed=0)  # picks cuda > mps > cpu, seeds, prints the
 # A GPT is the decoder half of Hour 05's Transformer with the cross-attention taken out: a stack of causal
 # self-attention blocks that reads a sequence of tokens and, at every position, predicts the next one. Trained on
 # a million characters of Shakespeare it learns spelling, verse layout and who speaks when; trained on the
-# internet, the same design with more layers became GPT-2, GPT-3 and their successors. This hour writes the whole
-# thing (tokenizer, model, training, sampling, fast generation) in a few hundred lines and trains it on a laptop
-# CPU.
+# internet, the same design with more layers became GPT-2, GPT-3 and their successors. This hour goes through the
+# whole thing (tokenizer, model, training, sampling, fast generation) and trains it on a laptop CPU: you write the
+# tokenizer's merges and the sampler; the model is the course's `amla.transformers.gpt.GPT`, read part by part, after
+# a counting baseline that shows what it must beat.
 #
 # **By the end of this hour you can**
 # - turn text into tokens two ways: one per **character**, and with a small **byte-pair encoding** (BPE) whose
 #   merges you learn yourself;
+# - measure what **counting** alone gets (a bigram model) and write averaging over the past as a lower-triangular
+#   matrix, the step from which attention starts;
 # - write down a **decoder-only Transformer**: token and position embeddings, pre-norm blocks with causal
 #   self-attention, weight tying, and say where every parameter sits;
 # - train it with the course `Trainer`, with **mixed precision** and **gradient accumulation** as switches, to the
@@ -203,6 +206,53 @@ print(" | ".join(bpe.decode([t]) for t in encoded[:30]))
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. The model
 #
+# ### First, what counting gets you
+#
+# The simplest next-character model needs no training: count how often each character follows each other one in
+# the training text and predict with those frequencies, $p(x_{t+1} = b \mid x_t = a) = \frac{n_{ab} + 1}{n_a + V}$
+# (one extra count for every pair, so no probability is 0). Its validation loss is the bar every model of this hour
+# must clear: whatever the GPT does better comes from looking further back than one character.
+
+# %%
+pairs = torch.zeros(tok.vocab_size, tok.vocab_size)
+pairs.index_put_((train_ids[:-1], train_ids[1:]), torch.ones(len(train_ids) - 1), accumulate=True)
+bigram = (pairs + 1) / (pairs + 1).sum(1, keepdim=True)
+bigram_loss = -bigram[val_ids[:-1], val_ids[1:]].log().mean().item()
+g = torch.Generator().manual_seed(0)
+chars_out = [tok.stoi["\n"]]
+for _ in range(80):
+    chars_out.append(int(torch.multinomial(bigram[chars_out[-1]], 1, generator=g)))
+print(f"bigram validation loss {bigram_loss:.3f} nats per character (uniform guess: ln {tok.vocab_size} = "
+      f"{math.log(tok.vocab_size):.3f})")
+print("a bigram sample:", repr(tok.decode(chars_out)))
+
+# %% [markdown]
+# ### Averaging the past, then attention
+#
+# To look further back, position $t$ needs a summary of positions $1 \dots t$. The plainest summary is the mean,
+# and a mean over a growing prefix is a matrix product: with the lower-triangular $W_{ts} = 1/t$ for $s \le t$
+# (else 0), $WX$ averages the past of every position at once. The same $W$ comes out of a softmax over scores that
+# are all 0 where allowed and $-\infty$ above the diagonal. Attention keeps this form and changes one thing: the
+# scores are $q_t \cdot k_s / \sqrt{d}$, computed from the data, so each position *chooses* which earlier
+# characters to weight.
+
+# %%
+T_demo, C_demo = 6, 4
+x_demo = torch.randn(T_demo, C_demo, generator=torch.Generator().manual_seed(0))
+loop_mean = torch.stack([x_demo[: t + 1].mean(0) for t in range(T_demo)])
+lower = torch.tril(torch.ones(T_demo, T_demo))
+w_mean = lower / lower.sum(1, keepdim=True)
+w_softmax = torch.zeros(T_demo, T_demo).masked_fill(lower == 0, float("-inf")).softmax(-1)
+scores = (x_demo @ x_demo.T) / math.sqrt(C_demo)  # queries = keys = x here, for the picture only
+w_attention = scores.masked_fill(lower == 0, float("-inf")).softmax(-1)
+print(f"loop mean vs W @ X: {(loop_mean - w_mean @ x_demo).abs().max():.1e}; "
+      f"W from the masked softmax of zeros: {(w_mean - w_softmax).abs().max():.1e}")
+print("uniform weights of position 4:  ", [round(v, 2) for v in w_mean[3].tolist()])
+print("attention weights of position 4:", [round(v, 2) for v in w_attention[3].tolist()])
+
+# %% [markdown]
+# ### The GPT
+#
 # A GPT maps token ids $x_1 \dots x_T$ to next-token logits in three steps.
 #
 # **Embed.** Each token gets a learned vector, and each *position* $t$ another learned vector (attention itself
@@ -351,6 +401,7 @@ print(f"validation loss on all {val_y.numel():,} validation characters: {val_los
       f"({val_loss / math.log(2):.2f} bits per character)")
 print(f"last evaluation: training windows {trainer.history.last('train_eval_loss'):.3f}, "
       f"validation windows {trainer.history.last('val_loss'):.3f} nats")
+print(f"what attention over {S.block} characters adds to the bigram counts: {bigram_loss:.3f} -> {val_loss:.3f} nats")
 print(f"wall time {wall_s:.0f} s (training and every evaluation), {tokens_per_s:,.0f} training tokens/s")
 
 # %% [markdown]
@@ -430,27 +481,19 @@ plot_curves(trainer.history, f"{model.num_params() / 1e6:.2f} M parameters, {len
 # while the validation loss turns back up, the model is now learning *this* text rather than English. Three
 # remedies: **dropout** (randomly zeroing activations while training, so no unit can rely on one other), **weight
 # decay** (pulling the weights towards 0), and **early stopping** (keep the weights from the best validation
-# evaluation, and stop once it has not improved for a while). The callback below does the last one.
+# evaluation, and stop once it has not improved for a while). The last one is a `Callback` of the course Trainer,
+# `amla.toolkit.early_stopping.EarlyStopping`: after every evaluation it compares the watched metric with the best
+# so far, keeps a copy of the best weights, sets `trainer.should_stop` after `patience` evaluations without
+# improvement, and puts the best weights back when the run ends. Its whole logic:
 
 # %%
-import copy
+import inspect
 
+from amla.toolkit.early_stopping import EarlyStopping
 
-class EarlyStopping(amla.Callback):
-    """Keep the weights of the best `val_loss`; stop after `patience` evaluations without improvement."""
+print(inspect.getsource(EarlyStopping.on_eval))
 
-    def __init__(self, patience=4):
-        self.patience, self.best, self.best_step, self.best_state, self.bad = patience, math.inf, 0, None, 0
-
-    def on_eval(self, trainer, record):
-        if record["val_loss"] < self.best:
-            self.best, self.best_step, self.bad = record["val_loss"], record["step"], 0
-            self.best_state = copy.deepcopy(trainer.model.state_dict())
-        else:
-            self.bad += 1
-            trainer.should_stop = self.bad >= self.patience
-
-
+# %%
 small_windows = TokenWindows(train_ids[: S.small_chars], 64)
 small_x, small_y = small_windows.tiles()
 short_val_x, short_val_y = TokenWindows(val_ids, 64).tiles(64)
@@ -474,7 +517,7 @@ def train_small(dropout, weight_decay, stopper=None):
 
 
 plain_run = train_small(dropout=0.0, weight_decay=0.0)
-stopper = EarlyStopping()
+stopper = EarlyStopping("val_loss", mode="min", patience=4)
 regular_run = train_small(dropout=0.2, weight_decay=0.1, stopper=stopper)
 fig = Figure(figsize=(11, 3.4), layout="constrained")
 runs = [(plain_run, "no dropout, no weight decay"), (regular_run, "dropout 0.2, weight decay 0.1")]
@@ -499,7 +542,7 @@ fig
 # steps would only widen the gap. Dropout and weight decay slow the memorising, so the gap opens later, but they
 # also slow the learning: in the same 400 steps the regularised run's best validation loss (2.43) was *worse*. That
 # is the trade-off to keep in mind; regularisation pays when a run is long enough to overfit, and early stopping
-# (`stopper.best_state` holds the best weights) is the cheap insurance for the day it does. On the full corpus, at
+# (the model leaves `fit()` with the best weights) is the cheap insurance for the day it does. On the full corpus, at
 # our CPU scale, none of this is needed, which is why the main run uses no dropout. The gpu profile trains a much
 # bigger model for longer and uses dropout 0.2, on the expectation (not measured here: no gpu run is recorded)
 # that it would otherwise overfit the same data sooner.
@@ -731,6 +774,7 @@ metrics = dict(
     tokens_per_s=tokens_per_s,
     params=model.num_params(),
     initial_loss=loss0,
+    bigram_val_loss=bigram_loss,
     bf16_minus_fp32_val_loss=val_loss_bf16 - val_loss_fp32,
     kv_cache_speedup=kv_speedup,
     kv_cache_speedup_batch8=kv_speedup_batch8,

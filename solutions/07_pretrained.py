@@ -140,10 +140,14 @@ g = torch.Generator().manual_seed(3)
 example_in, example_labels = mask_tokens(val_windows[:1], vocab_size=vocab_size, mask_id=mask_id, generator=g)
 
 
+def visible(ids):
+    """The characters of ``ids``, a new line shown as ⏎ (one character, so that the lines below stay aligned)."""
+    return "".join("_" if int(t) == mask_id else chars.decode([int(t)]) for t in ids).replace("\n", "⏎")
+
+
 def show_masked(inputs, labels):
-    text = "".join("_" if int(t) == mask_id else chars.decode([int(t)]) for t in inputs)
-    print("original:", repr(chars.decode(torch.where(labels >= 0, labels, inputs)))[1:-1])
-    print("input:   ", repr(text)[1:-1])
+    print("original:", visible(torch.where(labels >= 0, labels, inputs)))
+    print("input:   ", visible(inputs))
     print("chosen:  ", "".join("^" if int(y) >= 0 else " " for y in labels))
 
 
@@ -167,8 +171,9 @@ print(f"on all training windows: {chosen.float().mean():.1%} chosen; of them "
 
 # %%
 epochs = S.copies
-static_data = PT.MaskedExamples(train_windows, vocab_size=vocab_size, mask_id=mask_id, dynamic=False, mask_fn=mask_tokens)
-dynamic_data = PT.MaskedExamples(train_windows, vocab_size=vocab_size, mask_id=mask_id, dynamic=True, mask_fn=mask_tokens)
+masking = dict(vocab_size=vocab_size, mask_id=mask_id, mask_fn=mask_tokens)  # your mask_tokens masks both
+static_data = PT.MaskedExamples(train_windows, dynamic=False, **masking)
+dynamic_data = PT.MaskedExamples(train_windows, dynamic=True, **masking)
 print(f"positions ever a target over {epochs} epochs: static {PT.mask_coverage(static_data, epochs):.1%}, "
       f"dynamic {PT.mask_coverage(dynamic_data, epochs):.1%} (1 - 0.85^{epochs} = {1 - 0.85 ** epochs:.1%})")
 
@@ -248,8 +253,7 @@ fig
 with torch.no_grad():
     guess = bert(example_in.to(device)).argmax(-1).cpu()[0]
 show_masked(example_in[0], example_labels[0])
-print("guessed: ", "".join(chars.decode([int(guess[i])]) if int(y) >= 0 else " "
-                           for i, y in enumerate(example_labels[0])).replace("\n", "⏎"))
+print("guessed: ", "".join(visible(guess[i:i + 1]) if int(y) >= 0 else " " for i, y in enumerate(example_labels[0])))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. GPT's causal objective, side by side
@@ -413,9 +417,9 @@ viewer.select(layer=2, all_heads=True)
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ### Exercise 7.2: Masked mean pooling
 #
-# Sentence embeddings: all-MiniLM-L6-v2 was trained so that the *mean* of its output vectors over the real tokens is the sentence's
-# embedding. Write `mean_pool(hidden, mask)`: `hidden [B, T, D]` (float), `mask [B, T]` (1 or True for a real
-# token, 0 for padding; long or bool) to `[B, D]`:
+# Sentence embeddings: all-MiniLM-L6-v2 was trained so that the *mean* of its output vectors over the real
+# tokens is the sentence's embedding. Write `mean_pool(hidden, mask)`: `hidden [B, T, D]` (float), `mask [B, T]`
+# (1 or True for a real token, 0 for padding; long or bool) to `[B, D]`:
 #
 # $$e_b = \frac{\sum_t m_{bt}\, h_{bt}}{\sum_t m_{bt}}.$$
 #
@@ -499,11 +503,22 @@ print(f"TF-IDF + logistic regression: test accuracy {tfidf_acc:.1%} ({time.perf_
 # - the copy being trained uses PyTorch's fused attention (`sdpa`, Hour 09): the eager implementation was needed
 #   only to look at the weights.
 #
-# The batches come from `FT.LengthBuckets`: random batches would pad every sentence to the longest of 32 random
-# ones, nearly twice the mean length; so the sentences are shuffled, sorted by length within chunks of 50
-# batches, cut into batches, and the batches shuffled (the cell prints what that saves). Every `ft_every` steps the model is evaluated on the
-# validation sentences; `EarlyStopping` (`amla.toolkit.early_stopping`) stops after three evaluations without
-# improvement and, in any case, puts back the weights of the best evaluation. The test set is used once, after.
+# The batches come from `FT.LengthBuckets`. A batch is padded to its longest sentence, and the longest of 32
+# random sentences is much longer than the average one; so the sentences are shuffled, sorted by length within
+# chunks of 50 batches, cut into batches, and the batches shuffled. Each batch is still a random draw, but its
+# sentences have about one length. What that saves, measured on the training sentences:
+
+# %%
+buckets = FT.LengthBuckets(tokenizer, train_texts, train_y, S.ft_batch, seed=0)
+random_widths = [buckets.lengths[rng.choice(len(train_texts), S.ft_batch, replace=False)].max() for _ in range(500)]
+bucket_widths = [buckets.batch(m)[0].shape[1] for m in range(buckets.per_epoch)]
+print(f"mean sentence length {buckets.lengths.mean():.1f} tokens; a batch pads to {np.mean(random_widths):.1f} tokens "
+      f"when drawn at random, to {np.mean(bucket_widths):.1f} from the buckets")
+
+# %% [markdown]
+# Every `ft_every` steps the model is evaluated on the validation sentences; `EarlyStopping`
+# (`amla.toolkit.early_stopping`) stops after three evaluations without improvement and, in any case, puts back
+# the weights of the best evaluation. The test set is used once, after.
 
 # %%
 import copy
@@ -518,11 +533,6 @@ val_batches = FT.eval_batches_by_length(tokenizer, val_texts, val_y)
 stopper = EarlyStopping("val_acc", mode="max", patience=3)
 config = TrainConfig(max_steps=S.ft_steps, batch_size=S.ft_batch, lr=S.ft_lr, warmup_steps=max(1, S.ft_steps // 10),
                      eval_every=S.ft_every, progress=False)
-buckets = FT.LengthBuckets(tokenizer, train_texts, train_y, S.ft_batch, seed=0)
-random_widths = [buckets.lengths[rng.choice(len(train_texts), S.ft_batch, replace=False)].max() for _ in range(500)]
-bucket_widths = [buckets.batch(m)[0].shape[1] for m in range(buckets.per_epoch)]
-print(f"mean sentence length {buckets.lengths.mean():.1f} tokens; a batch pads to {np.mean(random_widths):.1f} when "
-      f"drawn at random, to {np.mean(bucket_widths):.1f} from the buckets")
 trainer = Trainer(classifier, buckets, config, loss_fn=FT.classifier_loss,
                   eval_fn=lambda m: {"val_acc": FT.accuracy(m, val_batches)}, callbacks=[stopper], device=device,
                   optimizer=classifier.optimizer(S.ft_lr, S.ft_head_lr, weight_decay=0.01))
@@ -530,8 +540,9 @@ start = time.perf_counter()
 trainer.fit()
 ft_s = time.perf_counter() - start
 ft_acc = FT.accuracy(classifier, FT.eval_batches_by_length(tokenizer, test_texts, test_y))
-sentences_per_s = trainer.step * S.ft_batch / ft_s
-print(f"{trainer.step} steps in {ft_s:.0f} s ({sentences_per_s:.0f} training sentences/s, validation included); "
+train_s = trainer.history.train[-1]["elapsed_s"]  # the optimizer steps alone, without the evaluations
+sentences_per_s = trainer.step * S.ft_batch / train_s
+print(f"{trainer.step} steps in {ft_s:.0f} s, {train_s:.0f} s of them training ({sentences_per_s:.0f} sentences/s); "
       f"{stopper.summary()}")
 print(f"test accuracy: fine-tuned MiniLM {ft_acc:.1%}, TF-IDF + logistic regression {tfidf_acc:.1%} "
       f"({ft_acc - tfidf_acc:+.1%})")
@@ -632,7 +643,8 @@ amla.report(
     finetune_best_step=stopper.best_step, finetune_s=ft_s, finetune_sentences_per_s=sentences_per_s,
     weat_flowers_d=weat["flowers/insects, pleasant/unpleasant"][0],
     weat_flowers_p=weat["flowers/insects, pleasant/unpleasant"][1],
-    weat_career_d=weat["male/female names, career/family"][0], weat_career_p=weat["male/female names, career/family"][1],
+    weat_career_d=weat["male/female names, career/family"][0],
+    weat_career_p=weat["male/female names, career/family"][1],
 )
 
 # %% [markdown]

@@ -24,6 +24,8 @@ def test_load_corpus_reads_the_shared_tiny_shakespeare(capsys):
 
 def test_load_corpus_falls_back_when_missing_and_download_fails(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("AMLA_DATA", str(tmp_path))  # an empty data directory: the file is missing
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # and not in the user's cache either
+    monkeypatch.delenv("AMLA_OFFLINE", raising=False)  # the suite forbids downloads; here the network itself fails
 
     def no_network(*args, **kwargs):
         raise OSError("network is unreachable")
