@@ -29,11 +29,11 @@ device = amla.setup(hour=4, seed=0)  # picks cuda > mps > cpu, seeds, prints the
 #
 # **How the exercises work.** Each exercise is a function with a `# YOUR CODE HERE` line. Replace the
 # `raise NotImplementedError(...)` with your code and run the check cell below it, such as
-# `split_heads = amla.checks.transformer.check_split_heads(split_heads)`. The check runs your function on ordinary
+# `mha_forward = amla.checks.transformer.check_mha_forward(mha_forward)`. The check runs your function on ordinary
 # and edge inputs against the course's reference (values, dtype, gradients, and whether your inputs were left
 # alone):
 # - right: the check returns your function, and **the rest of the hour runs on your code**: the reversal model of
-#   section 4 is built from your `mha_forward` (with your `split_heads`), your `block_forward` and your
+#   section 4 is built from your `mha_forward` (heads split and merged by your code), your `block_forward` and your
 #   `sinusoidal_encoding`;
 # - wrong: it stops there and names the most likely mistake, or the property your answer breaks;
 # - not written yet: one line says so and the check returns the course's reference, so Run All shows you the
@@ -91,56 +91,45 @@ S = amla.per_profile(
 print(amla.profile(), S)
 
 # %% [markdown]
-# ### Exercise 4.1: Split the heads
-#
-# Write `split_heads(x, n_heads)`: `x` is `[B, T, d]` with `d = n_heads * d_h`; return `[B, H, T, d_h]` where head
-# `h` holds the features `h * d_h` to `(h + 1) * d_h - 1` of every position. Use `view` (or `reshape`) and
-# `transpose`; mind the order.
-
-# %%
-def split_heads(x, n_heads):
-    ### BEGIN SOLUTION
-    b, t, d = x.shape
-    return x.view(b, t, n_heads, d // n_heads).transpose(1, 2)
-    ### END SOLUTION
-
-
-# %%
-split_heads = amla.checks.transformer.check_split_heads(split_heads)
-
-# %% [markdown]
+# Splitting the heads is one `view` and one `transpose`: `x.view(B, T, H, d_h).transpose(1, 2)` gives
+# `[B, H, T, d_h]`, where head `h` holds the features `h * d_h` to `(h + 1) * d_h - 1` of every position (the order
+# matters: viewing straight as `[B, H, T, d_h]` would give each "head" a block of whole positions instead).
 # Merging is the inverse, `heads.transpose(1, 2).reshape(B, T, d)` (the `reshape` copies, since the transposed
-# tensor is not contiguous); `amla.transformers.nn.merge_heads` does it. A quick look at which features land in
-# which head, with the `split_heads` the check returned:
+# tensor is not contiguous). `amla.transformers.nn` has both as `split_heads` and `merge_heads`; which features
+# land in which head:
 
 # %%
-from amla.transformers.nn import merge_heads
+from amla.transformers.nn import merge_heads, split_heads
 
 x = torch.arange(2 * 3 * 8.0).view(2, 3, 8)  # 2 sequences, 3 positions, 8 features numbered in order
-heads = split_heads(x, 4)
+heads = x.view(2, 3, 4, 2).transpose(1, 2)  # H = 4 heads of d_h = 2 features
 print("x[0]:\n", x[0])
 print("head 1 of sequence 0 (features 2 and 3 of every position):\n", heads[0, 1])
-print("merge_heads(split_heads(x)) == x:", torch.equal(merge_heads(heads), x))
+print("equal to split_heads(x, 4):", torch.equal(heads, split_heads(x, 4)),
+      "| merge_heads(heads) == x:", torch.equal(merge_heads(heads), x))
 
 # %% [markdown]
-# ### Exercise 4.2: Multi-head attention
+# ### Exercise 4.1: Multi-head attention
 #
 # Write `mha_forward(mha, x, kv=None, mask=None)` returning `(out, weights)`. `mha` is an
 # `amla.transformers.nn.MultiHeadAttention`: use its `mha.q_proj`, `mha.k_proj`, `mha.v_proj` and `mha.out_proj`
 # (`nn.Linear` layers of size `d -> d`) and `mha.n_heads`.
 # - `x` is `[B, Tq, d]`; `kv` is `[B, Tk, d]`, or `None` for self-attention (then `kv = x`).
-# - Project, split into heads (your `split_heads`), compute the scaled scores, mask them (a bool `mask`
-#   broadcastable to `[B, H, Tq, Tk]`, True = may attend: fill the others with `-inf`), softmax over the keys,
-#   weight the values, merge the heads (`merge_heads`), apply the output projection.
+# - Project; split each projection into heads yourself, with the `view` and `transpose` above (no loop over
+#   heads); compute the scaled scores, mask them (a bool `mask` broadcastable to `[B, H, Tq, Tk]`, True = may
+#   attend: fill the others with `-inf`), softmax over the keys, weight the values, merge the heads back
+#   (`merge_heads`, or its two lines), apply the output projection.
 # - Return `out` `[B, Tq, d]` and the softmax `weights` `[B, H, Tq, Tk]`.
 
 # %%
 def mha_forward(mha, x, kv=None, mask=None):
     ### BEGIN SOLUTION
     kv = x if kv is None else kv
-    q = split_heads(mha.q_proj(x), mha.n_heads)  # [B, H, Tq, d_h]
-    k = split_heads(mha.k_proj(kv), mha.n_heads)  # [B, H, Tk, d_h]
-    v = split_heads(mha.v_proj(kv), mha.n_heads)
+    b, tq, d = x.shape
+    tk, h = kv.shape[1], mha.n_heads
+    q = mha.q_proj(x).view(b, tq, h, d // h).transpose(1, 2)  # [B, H, Tq, d_h]
+    k = mha.k_proj(kv).view(b, tk, h, d // h).transpose(1, 2)  # [B, H, Tk, d_h]
+    v = mha.v_proj(kv).view(b, tk, h, d // h).transpose(1, 2)
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # sqrt(d_h), not sqrt(d)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
@@ -176,7 +165,7 @@ class StudentMHA(nn.Module):
         return mha_forward(self, x, kv, mask)
 
 
-whose = "your" if amla.checks.yours("4.2") else "the reference (Exercise 4.2 not done yet)"
+whose = "your" if amla.checks.yours("4.1") else "the reference (Exercise 4.1 not done yet)"
 print(f"StudentMHA runs {whose} mha_forward")
 torch.manual_seed(0)
 d, h, B, Tq, Tk = 32, 4, 3, 6, 9
@@ -240,7 +229,7 @@ print(f"max |MHA(PX) - P MHA(X)| = {equivariance_diff:.1e}")
 # for a fixed offset $k$, $PE_{p+k}$ is a **rotation** of $PE_p$ (pair by pair, by the angle $k / 10000^{2i/d}$),
 # the same matrix for every $p$: relative positions are easy for a linear layer to read.
 #
-# ### Exercise 4.3: The sinusoidal table
+# ### Exercise 4.2: The sinusoidal table
 #
 # Write `sinusoidal_encoding(max_len, d_model)` returning the `[max_len, d_model]` table above as float32
 # (`d_model` even). `torch.arange(0, d_model, 2)` gives the $2i$.
@@ -338,7 +327,7 @@ for offset in (0, 3, -5):
 # sits on it. Section 6 measures what this does to training.
 
 # %%
-from amla.transformers.nn import FeedForward, TransformerBlock
+from amla.transformers.nn import FeedForward
 
 x = 3 * torch.randn(2, 5, 8) + 1
 ln = nn.LayerNorm(8)
@@ -352,7 +341,7 @@ print("dropout in train mode changes the output:", not torch.equal(ff.train()(x)
       "| in eval mode it is off:", torch.equal(ff.eval()(x), ff.eval()(x)))
 
 # %% [markdown]
-# ### Exercise 4.4: The residual block, pre-norm and post-norm
+# ### Exercise 4.3: The residual block, pre-norm and post-norm
 #
 # Write `block_forward(block, x, mask=None)` for an `amla.transformers.nn.TransformerBlock` in eval mode (no
 # dropout to apply). Use `block.self_attn(h, mask=mask)[0]` for the attention of `h`, `block.ff` for the
@@ -412,10 +401,10 @@ print("held-out sequences seen in training:", len(set(task.test.sources) & set(t
 # The model is the encoder and a linear layer from each hidden state to the vocabulary. We count a sequence as
 # right only if **all** its positions are.
 #
-# **The model trained below is built from your code**: your `mha_forward` (which splits the heads with your
-# `split_heads`) in every attention layer, your `block_forward` in every block, your `sinusoidal_encoding` for the
-# positions. While an exercise is not done, the course's reference stands in for it (the reference `mha_forward`
-# splits the heads with the package's `split_heads`); the line printed below says which is which. Your attention
+# **The model trained below is built from your code**: your `mha_forward` (heads split and merged by your code)
+# in every attention layer, your `block_forward` in every block, your `sinusoidal_encoding` for the positions.
+# While an exercise is not done, the course's reference stands in for it; the line printed below says which is
+# which. Your attention
 # computes the softmax explicitly where the package calls PyTorch's fused kernel; section 1 showed that both give
 # the same answer. The comparisons of sections 5 and 6 (other positions, deeper stacks) train the package's own
 # modules (`functions=None`, the fused kernel); RoPE could not run through your `mha_forward` anyway.
@@ -428,12 +417,12 @@ yours = TransformerFunctions(mha_forward=mha_forward, block_forward=block_forwar
                              sinusoidal_encoding=sinusoidal_encoding)
 
 
-def author(*exercises):  # your split_heads runs only inside your mha_forward (the reference uses its own)
-    return "your" if all(amla.checks.yours(ex) for ex in exercises) else "the reference"
+def author(exercise):
+    return "your" if amla.checks.yours(exercise) else "the reference"
 
 
-print(f"the reversal model runs {author('4.2')} mha_forward (with {author('4.1', '4.2')} split_heads), "
-      f"{author('4.4')} block_forward and {author('4.3')} sinusoidal_encoding")
+print(f"the reversal model runs {author('4.1')} mha_forward, {author('4.3')} block_forward and "
+      f"{author('4.2')} sinusoidal_encoding")
 
 
 class Reverser(nn.Module):
@@ -677,7 +666,7 @@ amla.checks.summary()
 #
 # 1. A model has $d = 512$ and 8 heads. How many parameters do the four projections of one multi-head attention
 #    layer have, and how would that number change with 16 heads? Why?
-# 2. In Exercise 4.2, why is the scale $1/\sqrt{d_h}$ and not $1/\sqrt{d}$? What happens to the softmax if you use
+# 2. In Exercise 4.1, why is the scale $1/\sqrt{d_h}$ and not $1/\sqrt{d}$? What happens to the softmax if you use
 #    $\sqrt{d}$ with many heads?
 # 3. What exactly goes wrong if you split the heads with `x.view(B, H, T, d_h)`? Why is there no error?
 # 4. Without positions the reversal model gets about a quarter of the tokens right. Where does that number come

@@ -1,10 +1,10 @@
-"""The self-checks of Hour 04: Exercises 4.1 (split the heads), 4.2 (multi-head attention), 4.3 (the sinusoidal
-table) and 4.4 (the residual block, pre-norm and post-norm).
+"""The self-checks of Hour 04: Exercises 4.1 (multi-head attention, with its heads split and merged), 4.2 (the
+sinusoidal table) and 4.3 (the residual block, pre-norm and post-norm).
 
 For every exercise: correct answers written differently pass and are returned, an answer not done yet gets the
 reference back, each known mistake is named, and one wrong answer of each class fails: an input changed in place,
 a wrong type or dtype, a bug on an edge input only, right values with a wrong gradient, and a bug only a property
-catches. Exercise 4.3 takes no tensor (two ints) and is not differentiable: an input changed in place and a wrong
+catches. Exercise 4.2 takes no tensor (two ints) and is not differentiable: an input changed in place and a wrong
 gradient cannot occur there.
 """
 
@@ -15,15 +15,14 @@ import torch
 import torch.nn.functional as F
 
 from amla.checks import transformer as C
-from amla.checks.transformer.mha_forward import _mha_variant
+from amla.checks.transformer.mha_forward import _mha_variant, _split_variant
 from amla.checks.transformer.sinusoidal import _sinusoidal_variant
-from amla.checks.transformer.split_heads import _split_variant
 from amla.checks.transformer.transformer_block import _block_variant
 from amla.transformers import nn as N
 from amla.transformers.positions import sinusoidal_table
 from checks_support import fails, not_done, passes, raise_not_done
 
-# --- Exercise 4.1 ------------------------------------------------------------------------------------------
+# --- Exercise 4.1: multi-head attention, the heads split inside it ----------------------------------------
 
 
 def _split(x, n_heads):
@@ -47,68 +46,6 @@ def _split_chunks(x, n_heads):  # one slice of features per head, stacked on a n
 def _split_loop(x, n_heads):
     dh = x.shape[-1] // n_heads
     return torch.stack([x[:, :, h * dh:(h + 1) * dh] for h in range(n_heads)], dim=1)
-
-
-@pytest.mark.parametrize("fn", [_split, _split_reshape_permute, _split_unflatten, _split_chunks, _split_loop],
-                         ids=lambda f: f.__name__)
-def test_split_heads_accepts_correct_answers_written_differently(fn, capsys):
-    passes(C.check_split_heads, fn)
-    assert "the rest of this hour uses your `split_heads`" in capsys.readouterr().out.lower()
-
-
-def test_split_heads_not_done_returns_the_reference(capsys):
-    assert not_done(C.check_split_heads, raise_not_done, capsys=capsys) is N.split_heads
-
-
-@pytest.mark.parametrize("kind, phrase", [
-    ("view_bhtd", r"reshaped straight to \[B, H, T, d_head\]"),
-    ("no_transpose", "head axis was not moved in front"),
-    ("interleaved", r"split as \(d_head, H\) instead of \(H, d_head\)"),
-    ("heads_is_dhead", "number of heads was used as the size of a head"),
-])
-def test_split_heads_names_the_known_mistakes(kind, phrase):
-    fails(C.check_split_heads, _split_variant(kind), match=phrase)
-
-
-def test_split_heads_notices_a_changed_input():
-    def rebinds_the_data(x, n_heads):  # x.data = ... changes the caller's tensor
-        b, t, d = x.shape
-        x.data = x.data.view(b, t, n_heads, d // n_heads).transpose(1, 2)
-        return x
-
-    fails(C.check_split_heads, rebinds_the_data, match=r"changed its argument `x` in place")
-
-
-def test_split_heads_refuses_the_wrong_dtype_and_type():
-    fails(C.check_split_heads, lambda x, h: _split(x, h).double(), match=r"dtype torch\.float64, expected torch\.float32")
-    fails(C.check_split_heads, lambda x, h: _split(x, h).tolist(), match=r"should be a tensor")
-
-
-def test_split_heads_catches_a_bug_on_an_edge_input_only():
-    def squeezed(x, n_heads):  # right unless a dimension has size 1
-        return _split(x, n_heads).squeeze()
-
-    fails(C.check_split_heads, squeezed, match=r"with a single position \(T = 1\).*has shape \(2, 3, 4\), expected "
-                                                r"\(2, 3, 1, 4\)")
-
-    def float32_only(x, n_heads):
-        return _split(x.float(), n_heads)
-
-    fails(C.check_split_heads, float32_only, match=r"with float64 x.*dtype torch\.float32, expected torch\.float64")
-
-
-def test_split_heads_catches_a_wrong_gradient():
-    fails(C.check_split_heads, lambda x, h: _split(x.detach(), h), match=r"values are right but the result is detached")
-
-
-def test_split_heads_diagnoses_by_property_when_no_known_mistake_matches():
-    def heads_reversed(x, n_heads):  # head h gets the features of head H - 1 - h
-        return _split(x, n_heads).flip(1)
-
-    fails(C.check_split_heads, heads_reversed, match=r"'merge_heads\(split_heads\(x\)\) == x' does not hold")
-
-
-# --- Exercise 4.2 ------------------------------------------------------------------------------------------
 
 
 def _mha(mha, x, kv=None, mask=None):  # the notebook's solution
@@ -164,6 +101,29 @@ def _mha_fused_output(mha, x, kv=None, mask=None):  # PyTorch's fused kernel for
 def test_mha_accepts_correct_answers_written_differently(fn, capsys):
     passes(C.check_mha_forward, fn)
     assert "the rest of this hour uses your `mha_forward`" in capsys.readouterr().out.lower()
+
+
+def _mha_split_by(split):
+    def forward(mha, x, kv=None, mask=None):
+        kv = x if kv is None else kv
+        q, k, v = (split(p(s), mha.n_heads) for p, s in ((mha.q_proj, x), (mha.k_proj, kv), (mha.v_proj, kv)))
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        weights = scores.softmax(dim=-1)
+        return mha.out_proj(N.merge_heads(weights @ v)), weights
+
+    return forward
+
+
+@pytest.mark.parametrize("split", [_split_reshape_permute, _split_chunks, _split_loop], ids=lambda f: f.__name__)
+def test_mha_accepts_the_heads_split_in_any_correct_way(split):
+    passes(C.check_mha_forward, _mha_split_by(split))
+
+
+def test_mha_names_a_head_split_that_uses_h_as_the_head_size():
+    fails(C.check_mha_forward, _mha_split_by(_split_variant("heads_is_dhead")),
+          match=r"the weights has shape \(2, 4, 5, 5\), expected \(2, 3, 5, 5\)")
 
 
 def test_mha_not_done_returns_the_reference(capsys):
@@ -271,7 +231,7 @@ def test_mha_diagnoses_by_property_when_no_known_mistake_matches():
     fails(C.check_mha_forward, position_bias, match=r"'self-attention is permutation-equivariant' does not hold")
 
 
-# --- Exercise 4.3 ------------------------------------------------------------------------------------------
+# --- Exercise 4.2 ------------------------------------------------------------------------------------------
 # No tensor goes in (max_len and d_model are ints) and nothing is differentiated: an input changed in place and
 # a wrong gradient cannot occur for this exercise.
 
@@ -350,7 +310,7 @@ def test_sinusoidal_diagnoses_by_property_when_no_known_mistake_matches():
           match=r"'the rows of a shorter table are the first rows of a longer one' does not hold")
 
 
-# --- Exercise 4.4 ------------------------------------------------------------------------------------------
+# --- Exercise 4.3 ------------------------------------------------------------------------------------------
 
 
 def _block(block, x, mask=None):  # the notebook's solution

@@ -88,7 +88,7 @@ def _head_mask(mask: Tensor, scores_shape: tuple[int, int, int, int]) -> Tensor:
 
 def mha_forward(mha: "MultiHeadAttention", x: Tensor, kv: Tensor | None = None,
                 mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """The multi-head attention of Exercise 4.2, written out: ``(out [B, Tq, d], weights [B, H, Tq, Tk])``.
+    """The multi-head attention of Exercise 4.1, written out: ``(out [B, Tq, d], weights [B, H, Tq, Tk])``.
 
     Uses ``mha``'s four projections and ``n_heads``; ``kv`` None is self-attention; ``mask`` (bool, True = may
     attend, or additive float) broadcasts to ``[B, H, Tq, Tk]``. No dropout, no rope.
@@ -115,7 +115,7 @@ class MultiHeadAttention(nn.Module):
     ``head_h = softmax(Q_h K_h^T / sqrt(d_head) + mask) V_h`` with ``Q = x W_q``, ``K = kv W_k``, ``V = kv W_v``
     split into heads; ``out = concat_h(head_h) W_o``.
 
-    ``mha_forward(mha, x, kv=None, mask=None) -> (out, weights)`` (e.g. the student's, Exercise 4.2) replaces the
+    ``mha_forward(mha, x, kv=None, mask=None) -> (out, weights)`` (e.g. the student's, Exercise 4.1) replaces the
     package's path when given. It knows no dropout, rope or ``is_causal`` and only bool masks: the mask reaches it
     as a bool ``[B or 1, H or 1, Tq, Tk]`` (``is_causal`` already folded in); rope, a float mask, or attention
     dropout while training raise a ValueError.
@@ -223,7 +223,7 @@ class FeedForward(nn.Module):
 
 
 def block_forward(block: "TransformerBlock", x: Tensor, mask: Tensor | None = None) -> Tensor:
-    """The block of Exercise 4.4, written out (no cross-attention, no dropout): pre-norm
+    """The block of Exercise 4.3, written out (no cross-attention, no dropout): pre-norm
     ``x + attn(norm1(x))`` then ``x + ff(norm2(x))`` if ``block.norm_first``, else post-norm
     ``norm1(x + attn(x))`` then ``norm2(x + ff(x))``; the attention is ``block.self_attn(h, mask=mask)[0]``."""
     if block.norm_first:
@@ -240,7 +240,7 @@ class TransformerBlock(nn.Module):
     identity, which keeps deep stacks trainable without warm-up. Post-norm (the 2017 original):
     ``x = norm(x + drop(f(x)))``.
 
-    ``block_forward(block, x, mask=None) -> x`` (e.g. the student's, Exercise 4.4) replaces the package's forward
+    ``block_forward(block, x, mask=None) -> x`` (e.g. the student's, Exercise 4.3) replaces the package's forward
     pass when given; it knows no cross-attention (refused here), rope or dropout (refused in ``forward``), and
     ``is_causal`` reaches it folded into a bool mask. ``mha_forward`` goes to the block's attention layers
     (see ``MultiHeadAttention``).

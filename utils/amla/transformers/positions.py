@@ -1,6 +1,6 @@
 """Where a token is (Hour 04): the three ways a Transformer gets positions.
 
-- ``sinusoidal_table`` (the reference of Exercise 4.3) and ``SinusoidalPositionalEncoding``: the fixed table of
+- ``sinusoidal_table`` (the reference of Exercise 4.2) and ``SinusoidalPositionalEncoding``: the fixed table of
   "Attention is all you need", added to ``x [B, T, d]``; a student's ``sinusoidal_encoding(max_len, d_model)``
   can make the table instead (``SinusoidalPositionalEncoding(..., sinusoidal_encoding=fn)``).
 - ``LearnedPositionalEncoding``: one trained vector per position, added to ``x``.
@@ -43,7 +43,7 @@ def _check_positions(owner: str, x: Tensor, d_model: int, max_len: int, offset: 
 class SinusoidalPositionalEncoding(nn.Module):
     """Adds the fixed sinusoidal table of "Attention is all you need" to ``x [B, T, d_model]``.
 
-    ``sinusoidal_encoding(max_len, d_model)`` (e.g. the student's, Exercise 4.3) makes the table instead of
+    ``sinusoidal_encoding(max_len, d_model)`` (e.g. the student's, Exercise 4.2) makes the table instead of
     ``sinusoidal_table``; it is called once, here.
     """
 

@@ -1,4 +1,4 @@
-"""The self-check of Exercise 4.2: multi-head attention (what it checks: the package docstring)."""
+"""The self-check of Exercise 4.1: multi-head attention, the heads split and merged inside it (what it checks: the package docstring)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,28 @@ from torch import Tensor
 from amla.checks.contract import check, exercise
 from amla.checks.engine import Case, Mistake, Property, Spec
 from amla.checks.transformer._common import _seeded
-from amla.checks.transformer.split_heads import _split_variant
 from amla.toolkit.errors import shape_text
 from amla.transformers.attention import causal_mask, padding_mask
 from amla.transformers.nn import MultiHeadAttention, merge_heads, mha_forward, split_heads
 
-MHA = exercise(4, "4.2", "Multi-head attention", "mha_forward")
+MHA = exercise(4, "4.1", "Multi-head attention", "mha_forward")
+
+
+def _split_variant(kind: str = "right") -> Callable[[Tensor, int], Tensor]:
+    def split(x: Tensor, n_heads: int) -> Tensor:
+        b, t, d = x.shape
+        dh = d // n_heads
+        if kind == "view_bhtd":  # reshape straight to [B, H, T, d_head]
+            return x.reshape(b, n_heads, t, dh)
+        if kind == "no_transpose":
+            return x.reshape(b, t, n_heads, dh)
+        if kind == "interleaved":  # head h gets features h, h + H, h + 2H, ...
+            return x.reshape(b, t, dh, n_heads).permute(0, 3, 1, 2)
+        if kind == "heads_is_dhead":  # n_heads used as the size of a head
+            return x.reshape(b, t, d // n_heads, n_heads).transpose(1, 2)
+        return x.reshape(b, t, n_heads, dh).transpose(1, 2)
+
+    return split
 
 
 def _mha_variant(*, split: str = "right", merge: str = "right", scale: str = "d_head", out_proj: bool = True,
@@ -108,6 +124,10 @@ def _mha_cases() -> list[Case]:
         ("a mask where query 2 may attend to no key (self-attention)",
          (_mha(12, 3, 8), x(2, 4, 12), None, empty),
          dict(grad=False, view=lambda r: (r[0][:, live], r[1][:, :, live]))),
+        ("one head (H = 1, d_head = d_model = 8), self-attention and a causal mask",
+         (_mha(8, 1, 11), x(2, 5, 8), None, causal_mask(5)), {}),
+        ("heads of size 1 (d_model = H = 6), self-attention, mask=None",
+         (_mha(6, 6, 12), x(2, 5, 6), None, None), {}),
         ("a float64 module and inputs, self-attention and a causal mask",
          (_mha(12, 3, 9, torch.float64), x(2, 5, 12, dtype=torch.float64), None, causal_mask(5)), {}),
     ]
@@ -216,9 +236,9 @@ _MHA_SPEC = Spec(reference=mha_forward, cases=_mha_cases, mistakes=_MHA_MISTAKES
 
 
 def check_mha_forward(mha_forward_fn: Callable[..., tuple[Tensor, Tensor]]) -> Callable[..., tuple[Tensor, Tensor]]:
-    """Exercise 4.2: ``mha_forward(mha, x, kv=None, mask=None) -> (out [B, Tq, d_model], weights [B, H, Tq, Tk])``;
+    """Exercise 4.1: ``mha_forward(mha, x, kv=None, mask=None) -> (out [B, Tq, d_model], weights [B, H, Tq, Tk])``;
     returns the function the rest of the hour uses (yours once it passes)."""
     return check(MHA, _MHA_SPEC, (mha_forward_fn,), (mha_forward,),
-                 "out, weights and gradients (x, kv, the four projections) match on 10 cases (self- and "
-                 "cross-attention, padding and causal masks, one query, one key, a batch of one, a query with no key, "
-                 "float64, no mask argument)")
+                 "out, weights and gradients (x, kv, the four projections) match on {cases} cases (self- and "
+                 "cross-attention, padding and causal masks, one query, one key, a batch of one, one head, heads of "
+                 "size 1, a query with no key, float64, no mask argument)")

@@ -1,4 +1,4 @@
-"""The self-check of Exercise 4.3: the sinusoidal table (what it checks: the package docstring)."""
+"""The self-check of Exercise 4.2: the sinusoidal table (what it checks: the package docstring)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from amla.checks.contract import check, exercise
 from amla.checks.engine import Case, Mistake, Property, Spec
 from amla.transformers.positions import sinusoidal_table
 
-SINUSOIDAL = exercise(4, "4.3", "The sinusoidal table", "sinusoidal_encoding")
+SINUSOIDAL = exercise(4, "4.2", "The sinusoidal table", "sinusoidal_encoding")
 
 
 def _sinusoidal_variant(kind: str = "right") -> Callable[[int, int], Tensor]:
@@ -108,7 +108,7 @@ _SINUSOIDAL_SPEC = Spec(reference=sinusoidal_table, cases=_sinusoidal_cases, mis
 
 
 def check_sinusoidal(sinusoidal_fn: Callable[[int, int], Tensor]) -> Callable[[int, int], Tensor]:
-    """Exercise 4.3: ``sinusoidal_encoding(max_len, d_model) -> [max_len, d_model]`` (float32); returns the function
+    """Exercise 4.2: ``sinusoidal_encoding(max_len, d_model) -> [max_len, d_model]`` (float32); returns the function
     the rest of the hour uses (yours once it passes)."""
     return check(SINUSOIDAL, _SINUSOIDAL_SPEC, (sinusoidal_fn,), (sinusoidal_table,),
                  "float32 tables match on {cases} cases (one position, one pair of features, "

@@ -1,4 +1,4 @@
-"""The self-check of Exercise 4.4: the residual block, pre-norm and post-norm
+"""The self-check of Exercise 4.3: the residual block, pre-norm and post-norm
 (what it checks: the package docstring)."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from amla.toolkit.errors import shape_text
 from amla.transformers.attention import causal_mask, padding_mask
 from amla.transformers.nn import TransformerBlock, block_forward
 
-BLOCK = exercise(4, "4.4", "The residual block, pre-norm and post-norm", "block_forward")
+BLOCK = exercise(4, "4.3", "The residual block, pre-norm and post-norm", "block_forward")
 
 
 def _block_variant(kind: str = "right") -> Callable[..., Tensor]:
@@ -156,7 +156,7 @@ _BLOCK_SPEC = Spec(reference=block_forward, cases=_block_cases, mistakes=_BLOCK_
 
 
 def check_transformer_block(block_forward_fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
-    """Exercise 4.4: ``block_forward(block, x, mask=None) -> x`` for pre-norm and post-norm blocks; returns the
+    """Exercise 4.3: ``block_forward(block, x, mask=None) -> x`` for pre-norm and post-norm blocks; returns the
     function the rest of the hour uses (yours once it passes)."""
     return check(BLOCK, _BLOCK_SPEC, (block_forward_fn,), (block_forward,),
                  "outputs and gradients (x and every parameter of the block) match on 9 cases (pre-norm and "
