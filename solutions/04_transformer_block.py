@@ -42,10 +42,10 @@ device = amla.setup(hour=4, seed=0)  # picks cuda > mps > cpu, seeds, prints the
 # `amla.checks.summary()` at the end lists which exercises you have done.
 #
 # **Runtime** (whole notebook, measured with `amla bench 04` on an idle 2-core CPU): smoke profile about 13 s,
-# cpu profile about 2 min (127 s measured; the reversal model itself trains in about 6 s, and most of the rest is
-# the position-encoding comparison and the three deep stacks of section 6). An earlier, faster 2-core machine took
-# 66 s. On a machine whose cores are busy with
-# other jobs the same run took up to 16 min: torch's threads compete badly for shared cores. The `gpu` profile
+# cpu profile about 100 s (99 s and 100 s measured in two runs, 127 s on a slower day; the reversal model itself
+# trains in about 6 s, and most of the rest is the position-encoding comparison and the three deep stacks of
+# section 6). On a machine whose cores are busy with other jobs the same run took up to 16 min: torch's threads
+# compete badly for shared cores. The `gpu` profile
 # trains a wider model on longer sequences.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -80,13 +80,14 @@ from torch import nn
 
 S = amla.per_profile(
     smoke=dict(length=8, n_symbols=10, n_train=1000, n_val=100, n_test=200, d_model=16, heads=2, layers=1, d_ff=32,
-               batch=32, lr=2e-3, steps=30, eval_every=15, deep_layers=3, deep_lr=1e-2, deep_steps=15, warmup=5),
+               batch=32, lr=2e-3, steps=30, eval_every=15, deep_layers=3, deep_lr=1e-2, deep_steps=15, warmup=5,
+               cost_lengths=(64, 128, 256)),
     cpu=dict(length=12, n_symbols=10, n_train=20000, n_val=500, n_test=2000, d_model=64, heads=4, layers=2,
              d_ff=128, batch=128, lr=1e-3, steps=300, eval_every=50, deep_layers=8, deep_lr=1e-2, deep_steps=300,
-             warmup=60),
+             warmup=60, cost_lengths=(128, 256, 512, 1024, 2048)),
     gpu=dict(length=16, n_symbols=10, n_train=50000, n_val=1000, n_test=5000, d_model=128, heads=8, layers=2,
              d_ff=256, batch=256, lr=1e-3, steps=600, eval_every=100, deep_layers=12, deep_lr=1e-2, deep_steps=400,
-             warmup=80),
+             warmup=80, cost_lengths=(128, 256, 512, 1024, 2048)),
 )
 print(amla.profile(), S)
 
@@ -199,6 +200,40 @@ with torch.no_grad():
         print(f"{name:>15}: StudentMHA vs torch.nn.MultiheadAttention {mha_diff[name]:.1e} | vs amla.transformers.nn "
               f"(fast path) {(ours - fast).abs().max().item():.1e}, (weights path) "
               f"{max((ours - slow).abs().max().item(), (ours_w - slow_w).abs().max().item()):.1e}")
+
+# %% [markdown]
+# ### What attention costs
+#
+# Self-attention compares every pair of positions: per head the scores are a $T \times T$ matrix, so its time
+# grows as $O(T^2 d)$ and the memory of its weights as $O(T^2)$. A recurrent layer (Hour 03's GRU) costs
+# $O(T d^2)$, linear in $T$, but its $T$ steps run one after another, and what position 1 knows reaches position
+# $T$ through $T$ steps; in attention every pair is one step apart (path length $O(1)$), and all positions are
+# computed at once. Measured here for one sequence of width $d = 64$ (one head, the explicit path that stores the
+# weights, `amla.transformers.efficiency` of Hour 09), against one GRU layer of the same width:
+
+# %%
+from amla.transformers.efficiency import math_attention, median_ms, peak_bytes
+
+gru = nn.GRU(64, 64, batch_first=True)
+print(f"{'T':>6} {'attention ms':>13} {'GRU ms':>8} {'attention MiB':>14}")
+cost = []
+with torch.no_grad():
+    for T in S.cost_lengths:
+        q, seq = torch.randn(1, 1, T, 64), torch.randn(1, T, 64)
+        ms = median_ms({"attention": lambda: math_attention(q, q, q), "gru": lambda: gru(seq)}, repeats=3)
+        cost.append((ms["attention"], ms["gru"], peak_bytes(lambda: math_attention(q, q, q)) / 2**20))
+        print(f"{T:>6} {cost[-1][0]:>13.2f} {cost[-1][1]:>8.2f} {cost[-1][2]:>14.2f}")
+(a0, g0, m0), (a1, g1, m1) = cost[-2], cost[-1]
+print(f"the last doubling of T multiplied the attention's memory by {m1 / m0:.1f}, its time by {a1 / a0:.1f}, "
+      f"the GRU's time by {g1 / g0:.1f}")
+
+# %% [markdown]
+# The memory of the weights grows fourfold with each doubling of $T$, and so does the attention's time once the
+# matrices are large enough to keep the cores busy, while the GRU's time about doubles. On the course machine
+# (cpu profile, two runs) the attention took 0.5 to 0.95 times the GRU's time at $T = 2048$ and far less below:
+# the GRU's steps cannot run in parallel. Beyond that, the fourfold growth makes attention the slower one, and
+# its memory (32.5 MiB per head and sequence at $T = 2048$, so about 130 MiB at 4096) is what limits long contexts;
+# Hour 09 shows the fused kernels that never store the weights.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. Attention does not know where a token is
