@@ -20,16 +20,16 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) torch uv
 	$(VENV)/bin/uv pip install --python $(PY) -q $(PIN) -e ".[all]" || $(PIP) -e ".[all]"
-	$(MAKE) --no-print-directory data
 	touch $@
 
 # Data on a package registry, fetched at set-up since the tests never download: Hour 07's labelled sentences
 # (the source archive of vaderSentiment 3.3.2 on PyPI, 2.5 MB, sha256-verified), into the user's cache
 # (~/.cache/amla), where the notebooks look after the data directory; AMLA_DATA (in CI ../shared/data) is left alone.
-data:
+# A file already there is only verified (about 2 s), so a checkout set up before this target existed gets it too.
+data: $(VENV)/.installed
 	AMLA_DATA= $(VENV)/bin/amla fetch sentence-polarity
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed data
 
 # The whole course is reachable (hours/ for students, solutions/ for instructors); Lab opens in hours/.
 lab: setup
