@@ -11,7 +11,7 @@
   (dynamic padding: no batch pays for the longest sentence of the data set).
 - ``LengthBuckets(tokenizer, texts, labels, batch_size, max_length=48, chunk=50, seed=0)``: training batches
   for the Trainer of sentences of similar length (random batches, sorted within chunks): a random batch of 32 of
-  these sentences pads to almost twice their mean length, a bucketed one hardly at all.
+  Hour 07's movie-review sentences pads to 47 tokens (their mean is 27), a bucketed one to 27.
 - ``classifier_loss(model, batch)``: the cross-entropy, the ``loss_fn`` for ``amla.Trainer``.
 - ``eval_batches_by_length(tokenizer, texts, labels, batch_size=128, max_length=48)``: fixed evaluation batches of
   sentences of similar length (sorted), so little is spent on padding; ``accuracy(model, batches) -> float``.
@@ -30,8 +30,8 @@ from torch import Tensor, nn
 
 from amla.transformers.pretrained import mean_pool
 
-__all__ = ["LengthBuckets", "SentenceClassifier", "TextSet", "accuracy", "classifier_loss", "eval_batches_by_length", "split_indices",
-           "text_collate"]
+__all__ = ["LengthBuckets", "SentenceClassifier", "TextSet", "accuracy", "classifier_loss", "eval_batches_by_length",
+           "split_indices", "text_collate"]
 
 Batch = tuple[Tensor, Tensor, Tensor]
 
@@ -74,7 +74,8 @@ class TextSet(torch.utils.data.Dataset):
 
     def __init__(self, texts: Sequence[str], labels: Sequence[int] | np.ndarray):
         if len(texts) != len(labels) or not len(texts):
-            raise ValueError(f"TextSet: texts and labels must have equal, non-zero lengths, got {len(texts)} and {len(labels)}")
+            raise ValueError(f"TextSet: texts and labels must have equal, non-zero lengths, got {len(texts)} and "
+                             f"{len(labels)}")
         self.texts, self.labels = list(texts), [int(y) for y in labels]
 
     def __len__(self) -> int:
@@ -88,7 +89,8 @@ def text_collate(tokenizer: Any, max_length: int = 48) -> Callable[[list[tuple[s
     """A ``collate_fn``: tokenize a list of ``(text, label)``, padded to the batch's longest, cut at ``max_length``."""
 
     def collate(items: list[tuple[str, int]]) -> Batch:
-        enc = tokenizer([t for t, _ in items], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        enc = tokenizer([t for t, _ in items], padding=True, truncation=True, max_length=max_length,
+                        return_tensors="pt")
         return enc["input_ids"], enc["attention_mask"], torch.tensor([y for _, y in items])
 
     return collate
