@@ -39,8 +39,8 @@ device = amla.setup(hour=7, seed=0)  # picks cuda > mps > cpu, seeds, prints the
 #
 # **Runtime** (whole notebook, measured with `amla run 07 --profile smoke` and `amla bench 07 --profile cpu` on
 # the course's idle 2-core CPU machine): smoke about 18 s (most of it importing transformers and loading
-# MiniLM), cpu profile 4.5 min (of it about 55 s for each of the two small BERTs, 18 s for the T5 model and
-# 110 s for fine-tuning MiniLM; a busy machine takes longer). The gpu profile (longer pretraining, fine-tuning
+# MiniLM), cpu profile 4.2 to 4.5 min (251 s and 268 s in two runs; of it 48-55 s for each of the two small BERTs,
+# 17-18 s for the T5 model and 111-116 s for fine-tuning MiniLM; a busy machine takes longer). The gpu profile (longer pretraining, fine-tuning
 # on every validation sentence) has not been run yet: no GPU was available when this hour was written.
 
 # %%

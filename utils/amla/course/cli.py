@@ -235,7 +235,8 @@ def parser() -> argparse.ArgumentParser:
     d = commands.add_parser("doctor", help="print the environment and check what the notebooks need")
     d.set_defaults(func=cmd_doctor)
 
-    f = commands.add_parser("fetch", help="download data files into the data directory (sha256-verified)")
+    f = commands.add_parser("fetch", help="download data files (sha256-verified) into the data directory, or into "
+                            "the user's cache where that is read-only")
     f.add_argument("names", nargs="+", metavar="NAME", help="names of amla.toolkit.data.REMOTE_FILES, e.g. "
                    "sentence-polarity")
     f.set_defaults(func=cmd_fetch)

@@ -123,8 +123,8 @@ class MaskedExamples:
     def copies(self, n: int) -> tuple[Tensor, Tensor]:
         """``n`` copies of the examples, copy ``k`` masked as epoch ``k``: ``(inputs, labels)`` of ``[n * N, T]``.
         RoBERTa's implementation of dynamic masking (its data duplicated 10 times, each copy masked differently);
-        with ``dynamic=False`` every copy holds the same masking. A Trainer drawing from them sees each example
-        about once per ``n`` epochs with each masking."""
+        with ``dynamic=False`` every copy holds the same masking. One pass of a Trainer over them shows every example
+        ``n`` times, each time with another masking (dynamic) or the same one (static)."""
         check_int("MaskedExamples.copies", "n", n)
         parts = [self.epoch(e) for e in range(n)]
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
