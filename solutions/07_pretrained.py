@@ -511,7 +511,7 @@ print(f"TF-IDF + logistic regression: test accuracy {tfidf_acc:.1%} ({time.perf_
 # %%
 buckets = FT.LengthBuckets(tokenizer, train_texts, train_y, S.ft_batch, seed=0)
 random_widths = [buckets.lengths[rng.choice(len(train_texts), S.ft_batch, replace=False)].max() for _ in range(500)]
-bucket_widths = [buckets.batch(m)[0].shape[1] for m in range(buckets.per_epoch)]
+bucket_widths = buckets.widths(epoch=0)
 print(f"mean sentence length {buckets.lengths.mean():.1f} tokens; a batch pads to {np.mean(random_widths):.1f} tokens "
       f"when drawn at random, to {np.mean(bucket_widths):.1f} from the buckets")
 

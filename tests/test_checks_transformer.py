@@ -48,14 +48,23 @@ def _split_loop(x, n_heads):
     return torch.stack([x[:, :, h * dh:(h + 1) * dh] for h in range(n_heads)], dim=1)
 
 
+def _mha_split_by(split):
+    """The notebook's solution, with the heads split by ``split``."""
+
+    def forward(mha, x, kv=None, mask=None):
+        kv = x if kv is None else kv
+        q, k, v = (split(p(s), mha.n_heads) for p, s in ((mha.q_proj, x), (mha.k_proj, kv), (mha.v_proj, kv)))
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        weights = scores.softmax(dim=-1)
+        return mha.out_proj(N.merge_heads(weights @ v)), weights
+
+    return forward
+
+
 def _mha(mha, x, kv=None, mask=None):  # the notebook's solution
-    kv = x if kv is None else kv
-    q, k, v = (_split(p(s), mha.n_heads) for p, s in ((mha.q_proj, x), (mha.k_proj, kv), (mha.v_proj, kv)))
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    weights = scores.softmax(dim=-1)
-    return mha.out_proj(N.merge_heads(weights @ v)), weights
+    return _mha_split_by(_split)(mha, x, kv, mask)
 
 
 def _mha_einsum_finfo(mha, x, kv=None, mask=None):
@@ -101,19 +110,6 @@ def _mha_fused_output(mha, x, kv=None, mask=None):  # PyTorch's fused kernel for
 def test_mha_accepts_correct_answers_written_differently(fn, capsys):
     passes(C.check_mha_forward, fn)
     assert "the rest of this hour uses your `mha_forward`" in capsys.readouterr().out.lower()
-
-
-def _mha_split_by(split):
-    def forward(mha, x, kv=None, mask=None):
-        kv = x if kv is None else kv
-        q, k, v = (split(p(s), mha.n_heads) for p, s in ((mha.q_proj, x), (mha.k_proj, kv), (mha.v_proj, kv)))
-        scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
-        if mask is not None:
-            scores = scores.masked_fill(~mask, float("-inf"))
-        weights = scores.softmax(dim=-1)
-        return mha.out_proj(N.merge_heads(weights @ v)), weights
-
-    return forward
 
 
 @pytest.mark.parametrize("split", [_split_reshape_permute, _split_chunks, _split_loop], ids=lambda f: f.__name__)

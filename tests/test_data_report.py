@@ -74,18 +74,6 @@ def test_fetch_downloads_and_rejects_wrong_checksum(monkeypatch, tmp_path, onlin
         data.fetch("tinyshakespeare", root=tmp_path)
 
 
-def test_fetch_downloads_a_verified_file(monkeypatch, tmp_path, online):
-    payload = b"hello course"
-    import hashlib
-
-    remote = data.RemoteFile("demo/hello.txt", "https://example.invalid/hello.txt", hashlib.sha256(payload).hexdigest())
-    monkeypatch.setitem(data.REMOTE_FILES, "demo", remote)
-    monkeypatch.setattr(data.urllib.request, "urlopen", lambda url, timeout: _FakeResponse(payload))
-    assert data.fetch("demo", root=tmp_path).read_bytes() == payload
-    with pytest.raises(KeyError, match="unknown data file 'nope'"):
-        data.fetch("nope")
-
-
 def _demo(monkeypatch, payload=b"hello course"):
     import hashlib
 
@@ -93,6 +81,13 @@ def _demo(monkeypatch, payload=b"hello course"):
     monkeypatch.setitem(data.REMOTE_FILES, "demo", remote)
     monkeypatch.setattr(data.urllib.request, "urlopen", lambda url, timeout: _FakeResponse(payload))
     return payload
+
+
+def test_fetch_downloads_a_verified_file(monkeypatch, tmp_path, online):
+    payload = _demo(monkeypatch)
+    assert data.fetch("demo", root=tmp_path).read_bytes() == payload
+    with pytest.raises(KeyError, match="unknown data file 'nope'"):
+        data.fetch("nope")
 
 
 def test_fetch_never_downloads_under_amla_offline(monkeypatch, tmp_path):

