@@ -14,32 +14,35 @@ device = amla.setup(hour=6, seed=0)  # picks cuda > mps > cpu, seeds, prints the
 # self-attention blocks that reads a sequence of tokens and, at every position, predicts the next one. Trained on
 # a million characters of Shakespeare it learns spelling, verse layout and who speaks when; trained on the
 # internet, the same design with more layers became GPT-2, GPT-3 and their successors. This hour goes through the
-# whole thing (tokenizer, model, training, sampling, fast generation) and trains it on a laptop CPU: you write the
-# tokenizer's merges and the sampler; the model is the course's `amla.transformers.gpt.GPT`, read part by part, after
-# a counting baseline that shows what it must beat.
+# whole thing (tokenizer, model, training, sampling, fast generation) and trains it on a laptop CPU. You write the
+# tokenizer's merges, the GPT block with its causal self-attention (every block of the model you train runs your
+# code), the top-p sampler and one decode step of the KV cache; the course's `amla.transformers.gpt.GPT` supplies the
+# embeddings around your blocks. A counting baseline comes first, to show what the model must beat.
 #
 # **By the end of this hour you can**
 # - turn text into tokens two ways: one per **character**, and with a small **byte-pair encoding** (BPE) whose
 #   merges you learn yourself;
 # - measure what **counting** alone gets (a bigram model) and write averaging over the past as a lower-triangular
 #   matrix, the step from which attention starts;
-# - write down a **decoder-only Transformer**: token and position embeddings, pre-norm blocks with causal
-#   self-attention, weight tying, and say where every parameter sits;
+# - write a **GPT block**: causal self-attention with one fused projection to queries, keys and values, split into
+#   heads, then the MLP, each in a pre-norm residual branch; and say where every parameter of a decoder-only
+#   Transformer sits (token and position embeddings, the blocks, weight tying);
 # - train it with the course `Trainer`, with **mixed precision** and **gradient accumulation** as switches, to the
 #   course target (a validation loss below 1.60 nats per character within 5 minutes on 2 CPU cores), and read
 #   over- and underfitting from train and validation curves;
 # - **sample** from it with temperature, top-k and top-p (nucleus) sampling, and explain what each changes;
-# - make generation several times faster with a **KV cache**, and check that it produces exactly the same tokens;
+# - write the decode step of a **KV cache** (store the new key and value, attend to the prefix), make generation
+#   several times faster with it, and check that it produces exactly the same tokens;
 # - look at what the trained heads attend to, and test what the maps suggest by switching heads off.
 #
 # **How the exercises work.** Each exercise is a function with a `# YOUR CODE HERE` line. Replace the
 # `raise NotImplementedError(...)` with your code and run the check cell below it, such as
-# `pair_counts = amla.checks.gpt.check_pair_counts(pair_counts)`. The check runs your function on ordinary and edge
+# `merge_pair = amla.checks.gpt.check_merge_pair(merge_pair)`. The check runs your function on ordinary and edge
 # inputs against the course's reference (values, types, gradients where there are any, and whether your inputs were
 # left alone):
 # - right: the check returns your function, and **the rest of the hour runs on your code**: the BPE tokenizer
-#   learns its merges and encodes with your `pair_counts` and `merge_pair`, and the sampling section draws from
-#   your `top_p_probs`;
+#   learns its merges and encodes with your `merge_pair`, every block of the GPT you train is your `gpt_block`, the
+#   sampling section draws from your `top_p_probs`, and the cached generation runs your `kv_attend`;
 # - wrong: it stops there and names the most likely mistake, or the property your answer breaks;
 # - not written yet: one line says so and the check returns the course's reference, so Run All shows you the
 #   whole hour first.
@@ -47,13 +50,12 @@ device = amla.setup(hour=6, seed=0)  # picks cuda > mps > cpu, seeds, prints the
 # `amla.checks.summary()` at the end lists which exercises you have done.
 #
 # **Runtime** (whole notebook, measured with `amla bench 06` on an idle 2-core CPU with tiny Shakespeare): smoke
-# profile about 14 s; cpu profile about 5 1/2 min (331 s) on a machine with AVX-512, of which the main training with
-# its evaluations took 264 s at about 20,000 tokens/s and reached a validation loss of 1.594. The same idle machine
-# was at times a quarter slower (a bare training step took 115-125 ms instead of 93-100 ms); the training then took
-# 351 s and the notebook 438 s. On another 2-core machine, without AVX-512, the same code trained at 12,300
-# tokens/s: 437 s (over the 5 minutes), validation loss 1.598 (its float32 kernels round differently), notebook
-# 555 s. The gpu profile trains a bigger model (nanoGPT's Shakespeare size); it was not measured for this
-# notebook (no GPU was available).
+# profile about 16 s; cpu profile about 5 1/2 min (331 s) on a fast day, of which the main training with its
+# evaluations took 264 s at about 20,000 tokens/s and reached a validation loss of 1.594. The speed of the same
+# machine drifts: on a slow day the training ran at 14,800 tokens/s (367 s) and the notebook took 466 s, with
+# validation loss 1.594. On another 2-core machine, without AVX-512, the same code trained at 12,300 tokens/s
+# (437 s), validation loss 1.598 (its float32 kernels round differently). The gpu profile trains a bigger model
+# (nanoGPT's Shakespeare size); it was not measured for this notebook (no GPU was available).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The corpus
@@ -127,28 +129,11 @@ print("encode('To be') =", tok.encode("To be").tolist(), "  decode back:", repr(
 # symbols, frequent words become single tokens, and the sequences get shorter. Encoding a new text replays the
 # merges in the order they were learned.
 #
-# Two small functions do all the work. Counting pairs comes first.
+# Two small functions do all the work. Counting the pairs of neighbours is one line,
+# `Counter(zip(ids, ids[1:]))` (the package's `amla.transformers.text.pair_counts`; note that pairs overlap:
+# `[5, 5, 5]` contains `(5, 5)` twice). Merging the chosen pair is yours.
 #
-# ### Exercise 6.1: Counting pairs
-#
-# Write `pair_counts(ids)`: a dict mapping each pair of **neighbouring** ids `(ids[i], ids[i+1])` to the number of
-# times it occurs. Pairs overlap: `[5, 5, 5]` contains `(5, 5)` twice. The order matters: `(1, 2)` is not `(2, 1)`.
-
-# %%
-def pair_counts(ids):
-    ### BEGIN SOLUTION
-    counts = {}
-    for pair in zip(ids, ids[1:]):
-        counts[pair] = counts.get(pair, 0) + 1
-    return counts
-    ### END SOLUTION
-
-
-# %%
-pair_counts = amla.checks.gpt.check_pair_counts(pair_counts)
-
-# %% [markdown]
-# ### Exercise 6.2: Merging a pair
+# ### Exercise 6.1: Merging a pair
 #
 # Write `merge_pair(ids, pair, new_id)`: a new list in which every occurrence of `pair` is replaced by `new_id`.
 # Scan **left to right**, and once two ids have been merged, continue *after* both: `[5, 5, 5]` with the pair
@@ -174,20 +159,19 @@ def merge_pair(ids, pair, new_id):
 merge_pair = amla.checks.gpt.check_merge_pair(merge_pair)
 
 # %% [markdown]
-# With your two functions (the course's reference stands in for one whose exercise is not done),
-# `amla.transformers.text.train_bpe` learns merges from the start of the corpus: it counts the pairs with your
-# `pair_counts` and merges the most frequent one with your `merge_pair`, again and again. `BPETokenizer` encodes new
-# text with the same two functions and decodes it back. The first merges are the commonest pairs of the language
+# With your `merge_pair` (the course's reference stands in while the exercise is not done),
+# `amla.transformers.text.train_bpe` learns merges from the start of the corpus: it counts the pairs and merges the
+# most frequent one with your function, again and again. `BPETokenizer` encodes new text by replaying the merges with
+# the same function and decodes it back. The first merges are the commonest pairs of the language
 # (`e` + space, `t` + `h`, ...); later merges build on earlier ones into whole words.
 
 # %%
 from amla.transformers.text import BPETokenizer, train_bpe
 
 sample = corpus.text[: S.bpe_chars]
-merges = train_bpe(sample, S.bpe_merges, pair_counts_fn=pair_counts, merge_pair_fn=merge_pair)
-bpe = BPETokenizer(merges, pair_counts_fn=pair_counts, merge_pair_fn=merge_pair)
-print("pairs counted with", "your pair_counts" if amla.checks.yours("6.1") else "the reference pair_counts",
-      "and merged with", "your merge_pair" if amla.checks.yours("6.2") else "the reference merge_pair")
+merges = train_bpe(sample, S.bpe_merges, merge_pair_fn=merge_pair)
+bpe = BPETokenizer(merges, merge_pair_fn=merge_pair)
+print("pairs merged with", "your merge_pair" if amla.checks.yours("6.1") else "the reference merge_pair")
 print("first merges:", [bpe.decode([256 + i]) for i in range(min(12, len(merges)))])
 print("last merges: ", [bpe.decode([256 + i]) for i in range(max(0, len(merges) - 8), len(merges))])
 held_out = corpus.text[n_train : n_train + 2000]  # text the merges were not learned from
@@ -276,9 +260,51 @@ print("attention weights of position 4:", [round(v, 2) for v in w_attention[3].t
 # $V \cdot C$ parameters and helps small models.
 #
 # The loss is the cross-entropy of the logits against the next token, averaged over all $B \times T$ positions.
-# `amla.transformers.gpt.GPT` implements this; its attention calls `F.scaled_dot_product_attention(...,
-# is_causal=True)` (a fused kernel that never stores the $T \times T$ weights), and `forward_with_attention` takes
-# the explicit path (scores, mask, softmax) to return the weights for the viewer.
+# `amla.transformers.gpt.GPT` holds the embeddings, the stack of blocks and the read-out; the block is yours.
+#
+# ### Exercise 6.2: Causal self-attention and the GPT block
+#
+# Write `gpt_block(block, x)`: one pre-norm block of the GPT for `x` of shape `[B, T, C]`, returning the new `x`.
+# `block` is an `amla.transformers.gpt.Block`; use its parts, not `block(...)` or `block.attn(...)`:
+#
+# 1. `h = block.ln1(x)`, then the fused projection `block.attn.qkv(h)`, `[B, T, 3C]`, split along the last axis into
+#    `q, k, v` in that order (`.split(C, dim=2)`).
+# 2. Split each into `block.attn.n_head` heads, `[B, H, T, C/H]`, with Hour 04's `split_heads` (imported below).
+# 3. Causal attention of every head: `F.scaled_dot_product_attention(q, k, v, is_causal=True)` computes
+#    $\operatorname{softmax}(q k^\top / \sqrt{C/H} + \text{mask})\, v$ with Hour 02's causal mask, without storing
+#    the $T \times T$ weights. (Writing the scores, the mask and the softmax out, as in Hour 02, passes the check
+#    too, but trains more slowly.)
+# 4. `merge_heads` back to `[B, T, C]`, the output projection `block.attn.proj`, then `block.attn.resid_drop` (the
+#    dropout, which does nothing at dropout 0 or in eval mode), and add the result to `x`.
+# 5. `x + block.mlp(block.ln2(x))`: the MLP branch (it applies its own dropout).
+#
+# The check compares outputs and the gradients of `x` and of every parameter with the course's block on 1 to 8
+# heads, a single position, float64, and in training mode with dropout. (The package's own `Block.forward` also
+# drops attention weights when `dropout > 0`; with a `gpt_block`, yours or the reference, the model does not.)
+
+# %%
+from amla.transformers.nn import merge_heads, split_heads
+
+
+def gpt_block(block, x):
+    ### BEGIN SOLUTION
+    B, T, C = x.shape
+    q, k, v = block.attn.qkv(block.ln1(x)).split(C, dim=2)
+    q, k, v = (split_heads(t, block.attn.n_head) for t in (q, k, v))
+    y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    x = x + block.attn.resid_drop(block.attn.proj(merge_heads(y)))
+    return x + block.mlp(block.ln2(x))
+    ### END SOLUTION
+
+
+# %%
+gpt_block = amla.checks.gpt.check_gpt_block(gpt_block)
+
+# %% [markdown]
+# The model: `GPT(config, block_forward=gpt_block)` runs every block of every forward pass through your function
+# (the reference while the exercise is not done), in training and in evaluation. Two paths keep the package's
+# block, and the hour says where: the attention viewer (it needs the weights, which the fused kernel never
+# stores) and generation with the KV cache (Section 7, where you write the cached step yourself).
 
 # %%
 from amla.transformers.gpt import GPT, GPTConfig
@@ -286,7 +312,8 @@ from amla.transformers.gpt import GPT, GPTConfig
 config = GPTConfig(vocab_size=tok.vocab_size, block_size=S.block, n_layer=S.n_layer, n_head=S.n_head,
                    n_embd=S.n_embd, dropout=S.dropout)
 amla.seed_everything(0)
-model = GPT(config)
+model = GPT(config, block_forward=gpt_block)
+print("every block runs", "your gpt_block" if amla.checks.yours("6.2") else "the reference gpt_block")
 print(config)
 print(f"{model.num_params():,} parameters; the tied embedding matrix E is {tuple(model.tok_emb.weight.shape)}")
 for name, p in list(model.named_parameters())[:10]:
@@ -426,28 +453,9 @@ print(f"step {int(nearest['step'])}, after {seconds_at(int(nearest['step'])):.0f
 # the two losses are also measured on different validation samples, so read them to about 0.01.
 
 # %% [markdown]
-# **What bf16 would change.** The same validation windows through the trained model, in fp32 and under bf16
-# autocast (on this CPU too: `torch.autocast` works there, the course Trainer just does not use it). bf16 keeps
-# only 8 bits of mantissa, about 2 to 3 significant digits per number, so the logits move a little; the question is
-# whether the loss notices.
-
-# %%
-with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16):
-    val_loss_bf16 = mean_loss(model, val_few_x, val_few_y)
-val_loss_fp32 = mean_loss(model, val_few_x, val_few_y)
-print(f"validation windows: fp32 {val_loss_fp32:.5f}, bf16 autocast {val_loss_bf16:.5f} "
-      f"(difference {val_loss_bf16 - val_loss_fp32:+.5f})")
-
-# %% [markdown]
-# In the cpu runs the two losses differed by 0.0002 to 0.0004 nats: each logit moves a little, in either direction,
-# and the errors average out over thousands of predictions. Evaluating in bf16 is harmless here. The risk of low
-# precision is in *training*: an update of $10^{-4}$ to a weight of 1 is below bf16's resolution near 1 ($2^{-7}
-# \approx 0.008$) and would simply be lost, which is why mixed precision keeps the weights and the optimizer in
-# fp32 and only computes in bf16.
-
-# %% [markdown]
-# **Throughput.** The run above printed the training tokens per second; Hour 09 turns it into FLOP/s and the model
-# FLOPs utilisation (MFU) against the chip's peak, and measures where the time and memory of a GPT go.
+# **Throughput and precision.** The run above printed the training tokens per second; Hour 09 turns it into FLOP/s
+# and the model FLOPs utilisation (MFU) against the chip's peak, measures where the time and memory of a GPT go, and
+# shows what bf16 and fp16 do to the numbers (rounding, underflow, loss scaling).
 
 # %% [markdown]
 # The two curves the Trainer recorded: the loss on the training windows and on the validation windows, measured
@@ -502,7 +510,7 @@ short_val_x, short_val_y = TokenWindows(val_ids, 64).tiles(64)
 def train_small(dropout, weight_decay, stopper=None):
     amla.seed_everything(0)
     small = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=2, n_head=4, n_embd=S.small_embd,
-                    dropout=dropout))
+                          dropout=dropout), block_forward=gpt_block)
     cfg = amla.TrainConfig(max_steps=S.small_steps, batch_size=32, lr=3e-3, warmup_steps=S.small_steps // 10,
                            betas=(0.9, 0.99), weight_decay=weight_decay, eval_every=S.small_eval_every,
                            progress=False)
@@ -641,6 +649,41 @@ for label, kwargs in [("greedy", dict(temperature=0.0)), ("temperature 0.8", dic
 # step feeds only the newest token, whose query attends to every stored key. Note the mask of that single query: it
 # may see *all* stored positions, so `is_causal=True` (which aligns the mask at the top left) would be wrong there.
 #
+# ### Exercise 6.4: One decode step with the KV cache
+#
+# Write `kv_attend(q, k, v, k_cache, v_cache, pos)`, the attention of one layer for one new position, the step the
+# model runs once per layer for every generated token. `q, k, v` are the new position's query, key and value,
+# `[B, H, 1, hd]`, already projected and split into heads. `k_cache` and `v_cache`, `[B, H, max_len, hd]`, are this
+# layer's cache: slots `0 .. pos-1` hold the keys and values of the `pos` earlier positions, and the later slots hold
+# nothing of this sequence (zeros, or leftovers of an earlier one after a `reset()`). Your function must
+#
+# 1. **write** `k` and `v` into slot `pos` of the caches, in place (`k_cache[:, :, pos:pos+1] = k`), so that the next
+#    steps find them there;
+# 2. **attend** with the one query to slots `0 .. pos`, the prefix and the new position itself, and return the
+#    output, `[B, H, 1, hd]`.
+#
+# Do not advance anything: the model moves the cache's length on once every layer has run. The check compares the
+# output *and both caches after the call* with the reference, on an empty cache (`pos = 0`), the last free slot,
+# caches with leftovers, one head, `hd = 1` and float64.
+
+# %%
+def kv_attend(q, k, v, k_cache, v_cache, pos):
+    ### BEGIN SOLUTION
+    k_cache[:, :, pos : pos + 1] = k
+    v_cache[:, :, pos : pos + 1] = v
+    return F.scaled_dot_product_attention(q, k_cache[:, :, : pos + 1], v_cache[:, :, : pos + 1])
+    ### END SOLUTION
+
+
+# %%
+kv_attend = amla.checks.gpt.check_kv_attend(kv_attend)
+
+# %% [markdown]
+# `generate(..., kv_attend_fn=kv_attend)` runs your step in every layer for every token after the prompt (the
+# prompt itself, many positions at once, goes through the package's cached attention). Without the cache,
+# `generate` recomputes the whole context with the model's blocks, which are your `gpt_block`: two different pieces
+# of your code that must agree token for token.
+#
 # The outputs must be **the same tokens**; only the time changes. Greedy decoding makes that an exact test. With
 # learned position embeddings the cache only works while the context fits in `block_size` positions; beyond that
 # `generate` restarts the cache from the last half block (and then differs from recomputing, which always sees the
@@ -655,7 +698,7 @@ fits = min(new_tokens, S.block)  # the first `fits` new tokens are generated fro
 
 def timed(use_cache):
     t0 = time.perf_counter()
-    out = generate(model, start, new_tokens, temperature=0.0, use_cache=use_cache)
+    out = generate(model, start, new_tokens, temperature=0.0, use_cache=use_cache, kv_attend_fn=kv_attend)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return out, time.perf_counter() - t0
@@ -672,6 +715,8 @@ kv_same = torch.equal(with_cache[:, : 1 + fits], without_cache[:, : 1 + fits])
 kv_speedup = t_plain / t_cache
 print(f"{new_tokens} new tokens: without cache {t_plain:.2f} s, with cache {t_cache:.2f} s -> {kv_speedup:.1f}x faster "
       f"({t_cache / new_tokens * 1e3:.2f} ms per cached step)")
+print("cached steps by", "your kv_attend" if amla.checks.yours("6.4") else "the reference kv_attend",
+      "; recomputing by", "your gpt_block" if amla.checks.yours("6.2") else "the reference gpt_block")
 print(f"identical greedy tokens over the {fits} tokens generated within block_size={S.block}: {kv_same}")
 print(repr(tok.decode(with_cache[0, :120].cpu())))
 
@@ -695,7 +740,7 @@ starts = start.expand(8, -1)  # 8 sequences from the same start; greedy, so all 
 batch_times = {}
 for use_cache in (True, False):
     t0 = time.perf_counter()
-    generate(model, starts, new_tokens, temperature=0.0, use_cache=use_cache)
+    generate(model, starts, new_tokens, temperature=0.0, use_cache=use_cache, kv_attend_fn=kv_attend)
     if device.type == "cuda":
         torch.cuda.synchronize()
     batch_times[use_cache] = time.perf_counter() - t0
@@ -775,7 +820,6 @@ metrics = dict(
     params=model.num_params(),
     initial_loss=loss0,
     bigram_val_loss=bigram_loss,
-    bf16_minus_fp32_val_loss=val_loss_bf16 - val_loss_fp32,
     kv_cache_speedup=kv_speedup,
     kv_cache_speedup_batch8=kv_speedup_batch8,
     kv_cache_new_tokens=new_tokens,
@@ -812,6 +856,8 @@ amla.checks.summary()
 #    with `is_causal=True`?
 # 7. The main run uses no dropout, yet the small-data run overfits within a few hundred steps. What decides whether
 #    regularisation helps: the model size, the amount of data, the number of steps?
+# 8. Your `gpt_block` gets queries, keys and values from one `Linear(C, 3C)` and splits its output. Why is that the
+#    same model as three separate `Linear(C, C)` layers, and why is it faster?
 
 # %% [markdown] tags=["answer"]
 # 1. That the initial logits are far from uniform: the model is confidently wrong from the start (10 nats means the
@@ -844,6 +890,11 @@ amla.checks.summary()
 #    validation loss (compare the last evaluation's two losses the main run prints), the gap of a model that generalises rather
 #    than memorises, and dropout would mostly slow it down. Bigger models and longer runs (the gpu profile) move towards overfitting,
 #    and there dropout pays.
+# 8. The fused weight is the three matrices $W_q, W_k, W_v$ stacked along the output axis: row block $i$ of the
+#    output only ever multiplies row block $i$ of the weight, so splitting the output gives exactly the three
+#    projections, and each block has its own gradient. It is faster because one matrix product of width $3C$ is one
+#    kernel call that reads $h$ once, instead of three calls that read it three times; for small models like this
+#    one the fixed cost per call is a large share of the time.
 
 # %% [markdown]
 # **Next hour:** pretrained transformers. Instead of training from scratch, we load BERT and T5, see what their

@@ -9,6 +9,11 @@ softmax) so the attention maps can be looked at.
 Generation appends one token at a time. Without a cache every step runs the whole context again; with
 a ``KVCache`` the keys and values of the earlier positions are kept, and a step only computes the new
 position: the same tokens, much less work.
+
+Two functions are the references of Hour 06's exercises and the hooks through which a student's versions run:
+``gpt_block(block, x)`` (Exercise 6.2, the block with its causal self-attention, ``GPT(config, block_forward=fn)``)
+and ``kv_attend(q, k, v, k_cache, v_cache, pos)`` (Exercise 6.4, one cached decode step of one layer,
+``generate(..., kv_attend_fn=fn)``).
 """
 
 from __future__ import annotations
@@ -21,13 +26,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from amla.toolkit.errors import check_hook
+from amla.toolkit.errors import check_hook, shape_text
 from amla.transformers.attention import causal_mask
 from amla.transformers.nn import merge_heads, split_heads
 
 __all__ = [
-    "GPT", "GPTConfig", "KVCache", "CausalSelfAttention", "flops_per_token", "generate", "sample_next",
-    "top_p_probs",
+    "GPT", "GPTConfig", "KVCache", "CausalSelfAttention", "flops_per_token", "generate", "gpt_block", "kv_attend",
+    "sample_next", "top_p_probs",
 ]
 
 
@@ -57,19 +62,32 @@ class KVCache:
 
     ``update(layer, k, v)`` writes the new positions after the ``length`` stored ones and returns all keys and
     values up to them; the model calls ``advance(T)`` once all layers have seen the ``T`` new positions.
+    ``attend_fn`` (e.g. a student's ``kv_attend``, Exercise 6.4) runs the decode steps that add one position.
     """
 
     def __init__(self, n_layer: int, batch: int, n_head: int, max_len: int, head_dim: int,
-                 device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> None:
+                 device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
+                 attend_fn: "KVAttend | None" = None) -> None:
         shape = (n_layer, batch, n_head, max_len, head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.max_len, self.length = max_len, 0
+        self.attend_fn = check_hook("KVCache", "attend_fn", attend_fn, _KV_SIGNATURE)
 
     @classmethod
-    def for_model(cls, model: "GPT", batch: int) -> "KVCache":
+    def for_model(cls, model: "GPT", batch: int, attend_fn: "KVAttend | None" = None) -> "KVCache":
         c, p = model.config, next(model.parameters())
-        return cls(c.n_layer, batch, c.n_head, c.block_size, c.n_embd // c.n_head, p.device, p.dtype)
+        return cls(c.n_layer, batch, c.n_head, c.block_size, c.n_embd // c.n_head, p.device, p.dtype, attend_fn)
+
+    def attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """One decode step of ``layer`` through ``attend_fn``: q, k, v of one new position ``[B, H, 1, hd]``."""
+        if self.length >= self.max_len:
+            raise ValueError(f"KVCache holds {self.max_len} positions; all are stored, there is no room for one more")
+        y = self.attend_fn(q, k, v, self.k[layer], self.v[layer], self.length)
+        if not isinstance(y, Tensor) or y.shape != q.shape:
+            raise ValueError(f"KVCache: attend_fn must return the attention output {tuple(q.shape)}, got "
+                             f"{shape_text(y)}")
+        return y
 
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         start, end = self.length, self.length + k.size(2)
@@ -103,6 +121,8 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.qkv(x).split(C, dim=2)
         q, k, v = (split_heads(t, self.n_head) for t in (q, k, v))  # [B, H, T, hd], Hour 04's helper
         past = cache.length if cache is not None else 0
+        if cache is not None and cache.attend_fn is not None and T == 1 and not need_weights:
+            return self.resid_drop(self.proj(merge_heads(cache.attend(layer, q, k, v)))), None
         if cache is not None:
             k, v = cache.update(layer, k, v)  # [B, H, past + T, hd]
         p = self.dropout if self.training else 0.0
@@ -139,32 +159,47 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm block: ``x + attn(ln(x))``, then ``x + mlp(ln(x))``."""
+    """Pre-norm block: ``x + attn(ln(x))``, then ``x + mlp(ln(x))``.
 
-    def __init__(self, config: GPTConfig) -> None:
+    With ``block_forward`` (e.g. a student's ``gpt_block``, Exercise 6.2) a pass without a cache and without
+    attention weights is ``block_forward(self, x)``; generation with a cache and the attention viewer take the
+    package's path.
+    """
+
+    def __init__(self, config: GPTConfig, block_forward: "BlockForward | None" = None) -> None:
         super().__init__()
         self.ln1 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.attn = CausalSelfAttention(config)
         self.ln2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
+        self.block_forward = check_hook("Block", "block_forward", block_forward, _BLOCK_SIGNATURE)
 
     def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0,
                 need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        if self.block_forward is not None and cache is None and not need_weights:
+            out = self.block_forward(self, x)
+            if not isinstance(out, Tensor) or out.shape != x.shape:
+                raise ValueError(f"Block: block_forward must return x {tuple(x.shape)}, got {shape_text(out)}")
+            return out, None
         a, weights = self.attn(self.ln1(x), cache, layer, need_weights)
         x = x + a
         return x + self.mlp(self.ln2(x)), weights
 
 
 class GPT(nn.Module):
-    """Decoder-only Transformer language model: ``model(idx [B, T]) -> logits [B, T, vocab_size]``."""
+    """Decoder-only Transformer language model: ``model(idx [B, T]) -> logits [B, T, vocab_size]``.
 
-    def __init__(self, config: GPTConfig) -> None:
+    ``block_forward(block, x) -> x`` (e.g. a student's ``gpt_block``) runs every block of the passes without a
+    cache; see ``Block``.
+    """
+
+    def __init__(self, config: GPTConfig, block_forward: "BlockForward | None" = None) -> None:
         super().__init__()
         self.config = config
         self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
         self.pos_emb = nn.Embedding(config.block_size, config.n_embd)
         self.drop = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.blocks = nn.ModuleList(Block(config, block_forward) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.tok_emb.weight  # weight tying: one matrix reads and writes tokens
@@ -211,6 +246,38 @@ class GPT(nn.Module):
         if cache is not None:
             cache.advance(T)
         return self.lm_head(self.ln_f(x)), weights
+
+
+BlockForward = Callable[[Block, Tensor], Tensor]
+KVAttend = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor, int], Tensor]
+_BLOCK_SIGNATURE = "gpt_block(block, x) -> x"
+_KV_SIGNATURE = "kv_attend(q, k, v, k_cache, v_cache, pos) -> out"
+
+
+def gpt_block(block: Block, x: Tensor) -> Tensor:
+    """Exercise 6.2's reference: the pre-norm block from its parts, ``x + attn(ln1(x))``, then
+    ``x + mlp(ln2(x))``, the attention causal self-attention with one fused projection to q, k and v.
+
+    Dropout: the residual dropout after the attention (``block.attn.resid_drop``) and the MLP's own; not the dropout
+    of the attention weights, which the package's ``Block.forward`` adds.
+    """
+    B, T, C = x.shape
+    attn = block.attn
+    q, k, v = attn.qkv(block.ln1(x)).split(C, dim=2)
+    q, k, v = (split_heads(t, attn.n_head) for t in (q, k, v))  # [B, H, T, hd]
+    y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    x = x + attn.resid_drop(attn.proj(merge_heads(y)))
+    return x + block.mlp(block.ln2(x))
+
+
+def kv_attend(q: Tensor, k: Tensor, v: Tensor, k_cache: Tensor, v_cache: Tensor, pos: int) -> Tensor:
+    """Exercise 6.4's reference: one decode step of one layer. ``q, k, v [B, H, 1, hd]`` belong to the new position,
+    ``k_cache, v_cache [B, H, max_len, hd]`` hold the ``pos`` earlier ones in slots ``0 .. pos - 1`` (later slots
+    hold leftovers). Writes ``k, v`` into slot ``pos`` and returns the new query's attention over slots
+    ``0 .. pos``: ``[B, H, 1, hd]``."""
+    k_cache[:, :, pos : pos + 1] = k
+    v_cache[:, :, pos : pos + 1] = v
+    return F.scaled_dot_product_attention(q, k_cache[:, :, : pos + 1], v_cache[:, :, : pos + 1])
 
 
 def flops_per_token(config: GPTConfig, n_params: int, context: int | None = None) -> float:
@@ -273,11 +340,12 @@ def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int | None = No
 
 def generate(model: GPT, idx: Tensor, max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,
              top_p: float | None = None, use_cache: bool = True, generator: torch.Generator | None = None,
-             top_p_fn: TopP | None = None) -> Tensor:
+             top_p_fn: TopP | None = None, kv_attend_fn: KVAttend | None = None) -> Tensor:
     """Append ``max_new_tokens`` tokens to ``idx [B, T]``; returns ``[B, T + max_new_tokens]``.
 
     Each token is drawn by ``sample_next`` (``temperature``, ``top_k``, ``top_p``; ``top_p_fn`` computes the
-    nucleus, default ``top_p_probs``: Hour 06 passes the student's).
+    nucleus, default ``top_p_probs``: Hour 06 passes the student's). ``kv_attend_fn`` runs the cached decode steps
+    (``kv_attend``'s signature; default: the package's attention; Hour 06 passes the student's).
 
     Without the cache each step runs the model on the last ``block_size`` tokens. With it, the prompt runs once
     (the prefill) and each step feeds only the newest token. Both give the same tokens as long as the context
@@ -285,12 +353,13 @@ def generate(model: GPT, idx: Tensor, max_new_tokens: int, *, temperature: float
     shifted inside a cache: the cached version then starts again from the last ``block_size // 2`` tokens.
     """
     check_hook("generate", "top_p_fn", top_p_fn, _TOP_P_SIGNATURE)
+    check_hook("generate", "kv_attend_fn", kv_attend_fn, _KV_SIGNATURE)
     was_training = model.training
     model.eval()
     block = model.config.block_size
     try:
         with torch.inference_mode():  # no_grad, and no version counters either: about 10 % of a cached CPU step
-            cache = KVCache.for_model(model, idx.size(0)) if use_cache else None
+            cache = KVCache.for_model(model, idx.size(0), kv_attend_fn) if use_cache else None
             for _ in range(max_new_tokens):
                 if cache is None:
                     logits = model(idx[:, -block:])

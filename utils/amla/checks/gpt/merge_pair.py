@@ -1,4 +1,4 @@
-"""The self-check of Exercise 6.2: merging a pair (what it checks: the package docstring)."""
+"""The self-check of Exercise 6.1: merging a pair (what it checks: the package docstring)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from amla.checks.engine import Case, Mistake, Property, Spec
 from amla.checks.gpt._common import _is_id, _not_an_id
 from amla.transformers.text import merge_pair
 
-MERGE_PAIR = exercise(6, "6.2", "Merging a pair", "merge_pair")
+MERGE_PAIR = exercise(6, "6.1", "Merging a pair", "merge_pair")
 
 
 def _ids_view(ids: list[Any]) -> list[Any]:
@@ -136,7 +136,7 @@ _MERGE_SPEC = Spec(reference=_reference_merge_pair, cases=_merge_cases, mistakes
 
 def check_merge_pair(merge_pair_fn: Callable[[list[int], tuple[int, int], int], list[int]]
                      ) -> Callable[[list[int], tuple[int, int], int], list[int]]:
-    """Exercise 6.2: ``merge_pair(ids, pair, new_id) -> list``; returns the merge_pair the rest of the hour uses
+    """Exercise 6.1: ``merge_pair(ids, pair, new_id) -> list``; returns the merge_pair the rest of the hour uses
     (yours once it passes)."""
     return check(MERGE_PAIR, _MERGE_SPEC, (merge_pair_fn,), (_reference_merge_pair,),
                  "a new list, right on {cases} cases (overlapping runs, a pair (a, a), the pair at "
