@@ -347,8 +347,10 @@ print(f"initial loss {loss0:.3f}, ln(vocab) = {math.log(tok.vocab_size):.3f}")
 #   would only get slower; Hour 09 measures what bf16 autocast does on the CPU it runs on.)
 # - `grad_accum=k` splits every batch into $k$ micro-batches of `batch` windows, divides each loss by $k$, and steps
 #   the optimizer once after adding up their gradients. It is the same update as one batch of $k \cdot$ `batch`
-#   windows, with $k$ times less activation memory: how a large batch fits in a small GPU. (The smoke profile uses
-#   $k = 2$ so the code path runs in the tests; the cpu and gpu batches fit at once.)
+#   windows, with $k$ times less activation memory: how a large batch fits in a small GPU. It is the same because
+#   every window has the same number of tokens; with padded sequences the mean of the micro-batch means is not the
+#   mean over all tokens (Hour 09 measures it and shows the fix). (The smoke profile uses $k = 2$ so the code path
+#   runs in the tests; the cpu and gpu batches fit at once.)
 #
 # The cell checks the second claim on one batch: the gradient of 16 windows at once against 4 micro-batches of 4.
 # They should agree up to float rounding. (The first claim is checked on the trained model, after the run.)

@@ -13,7 +13,8 @@ device = amla.setup(hour=9, seed=0)  # picks cuda > mps > cpu, seeds, prints the
 # The Transformers of Hours 04-06 are small enough that we never asked where the time and the memory go. This
 # hour measures it: the $T \times T$ attention scores that grow with the square of the context, the fused
 # attention kernels that never store them, activation checkpointing that trades compute for memory,
-# `torch.compile`, bf16 autocast, the model FLOPs utilisation (MFU) of GPT training, and finally training on
+# `torch.compile`, bf16 autocast, what fp16 does to gradients and how loss scaling rescues them, gradient
+# accumulation with padding, the model FLOPs utilisation (MFU) of GPT training, and finally training on
 # several processes at once with **data parallelism** (DDP), checked to give the same weights as one process.
 #
 # **By the end of this hour you can**
@@ -21,6 +22,9 @@ device = amla.setup(hour=9, seed=0)  # picks cuda > mps > cpu, seeds, prints the
 # - choose an SDPA backend with `torch.nn.attention.sdpa_kernel` and say what the fused kernels save;
 # - trade memory for time with `torch.utils.checkpoint.checkpoint(..., use_reentrant=False)`;
 # - report `torch.compile`'s compile time apart from its speed-up, and fall back when no compiler is present;
+# - say what fp32, bf16 and fp16 can represent, measure which gradients fp16 loses, and watch a GradScaler skip
+#   steps and adapt its scale in a real fp16 run; accumulate gradients exactly when the loss is a mean over
+#   padded tokens;
 # - count the training FLOPs per token of a GPT, $6N + 12LTC$ (Exercise 9.2), and turn throughput into MFU;
 # - train data-parallel with `torchrun` and the course Trainer, and say what FSDP, tensor and pipeline
 #   parallelism split.
@@ -32,17 +36,21 @@ device = amla.setup(hour=9, seed=0)  # picks cuda > mps > cpu, seeds, prints the
 # says so and the course's reference is used. `amla.checks.summary()` at the end lists what you have done.
 #
 # **Runtime** (whole notebook, measured with `amla run 09 --profile smoke` and `amla bench 09 --profile cpu` on
-# the course's idle 2-core CPU machine): smoke 8 s, cpu profile 28 s (of it about 3-6 s compiling with
-# `torch.compile` and about 7 s the two-process `torchrun` launch; a busy machine takes longer). The gpu profile has not been run
-# yet: no GPU was available when this hour was written.
+# the course's idle 2-core CPU machine): smoke 11 s, cpu profile 40 s, of it about 2-3 s compiling with
+# `torch.compile` when its cache is warm (26 s, and 66 s for the notebook, on the first run in a fresh
+# environment), about 7 s the two-process `torchrun` launch, and about 13 s the three small trainings of the
+# precision section (fp16 on a CPU runs at about 7,000 tokens/s, several times slower than fp32). A busy machine
+# takes longer. The gpu profile has not been run yet: no GPU was available when this hour was written.
 
 # %%
+import math
 import tempfile
 import textwrap
 import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 from amla.toolkit import distributed as ddp
@@ -54,11 +62,13 @@ if device.type == "cpu":
 
 S = amla.per_profile(
     smoke=dict(seq_lens=(64, 128), heads=2, head_dim=16, repeats=2, n_layer=2, n_embd=64, block=64, batch=4,
-               gpt_steps=3, ddp_steps=3, launch=False, compile=False),
+               gpt_steps=3, ddp_steps=3, launch=False, compile=False, fp16_steps=8, growth_interval=2),
     cpu=dict(seq_lens=(128, 256, 512, 1024), heads=4, head_dim=32, repeats=5, n_layer=4, n_embd=128, block=128,
-             batch=8, gpt_steps=10, ddp_steps=6, launch=True, compile=True),
+             batch=8, gpt_steps=10, ddp_steps=6, launch=True, compile=True, fp16_steps=80,
+             growth_interval=10),
     gpu=dict(seq_lens=(512, 1024, 2048, 4096, 8192), heads=16, head_dim=64, repeats=10, n_layer=12, n_embd=768,
-             block=1024, batch=16, gpt_steps=30, ddp_steps=6, launch=True, compile=True),
+             block=1024, batch=16, gpt_steps=30, ddp_steps=6, launch=True, compile=True, fp16_steps=200,
+             growth_interval=20),
 )
 print(amla.profile(), S)
 dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -194,7 +204,214 @@ bf16 = E.autocast_ratio(lambda x: E.with_checkpointing(fns, x, False), x32, repe
 print(f"fp32 {bf16['fp32']:.1f} ms, bf16 autocast {bf16['autocast']:.1f} ms: ratio {bf16['ratio']:.2f}")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
-# ## 5. Throughput and MFU
+# ## 5. Precision you can see on a CPU
+#
+# A floating-point number is a sign, an exponent and a mantissa: $x = \pm (1.m) \cdot 2^{e}$. The exponent's bits
+# set the **range** (the largest and the smallest numbers), the mantissa's bits the **precision** (the gap between
+# neighbours, relative to the number: `eps`). float32 has 8 exponent and 23 mantissa bits; bfloat16 keeps the 8
+# exponent bits and only 7 of mantissa; float16 has 5 and 10. Below the smallest *normal* number the format runs
+# out of exponent and drops leading mantissa bits (subnormals), until nothing is left and the number is 0.
+#
+# The table is `torch.finfo` of each format; the last columns store a tiny gradient, $10^{-8}$, and add $10^{-3}$
+# to 1 in each.
+
+# %%
+formats = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+print(f"{'':5}{'exp/mant bits':>14}{'largest':>11}{'smallest normal':>17}{'smallest subnormal':>20}{'eps':>10}"
+      f"{'1e-8 stored':>13}{'1 + 1e-3':>10}")
+for name, dt in formats.items():
+    f = torch.finfo(dt)
+    mant = {torch.float32: 23, torch.bfloat16: 7, torch.float16: 10}[dt]
+    stored = torch.tensor(1e-8, dtype=dt).item()
+    plus = (torch.tensor(1.0, dtype=dt) + torch.tensor(1e-3, dtype=dt)).item()
+    print(f"{name:5}{f'{f.bits - 1 - mant}/{mant}':>14}{f.max:>11.3g}{f.smallest_normal:>17.3g}"
+          f"{f.smallest_normal * f.eps:>20.3g}{f.eps:>10.3g}{stored:>13.3g}{plus:>10.6g}")
+tiny_in_fp16 = torch.tensor(1e-8, dtype=torch.float16).item()
+
+# %% [markdown]
+# So $10^{-8}$ becomes 0 in fp16 (below half its smallest subnormal, $2^{-24} \approx 6 \cdot 10^{-8}$), while
+# bf16 stores it (fp32's range) but cannot tell $1.001$ from 1 (7 mantissa bits). That is the whole story of mixed
+# precision: **bf16 needs no help with range** and is the default on GPUs that have it; **fp16 needs its
+# gradients kept inside its range**, which is what loss scaling does.
+#
+# ### Real gradients in fp16
+#
+# Which gradients are that small? A small GPT learns a toy language made in code: each sequence counts up from a
+# random start with a random stride modulo 32 (`3, 8, 13, 18, ...`), so from the second token on the next one is
+# predictable once the stride has been seen. We train it in fp32 and look at its weight gradients at the last step:
+# for each scale $s$, the fraction of them that $s \cdot g$ in fp16 turns into 0, leaves subnormal, or overflows.
+
+# %%
+V, L = 32, 33  # 32 token values; sequences of 33, so 32 inputs and 32 targets
+small = GPTConfig(vocab_size=V, block_size=L - 1, n_layer=2, n_head=2, n_embd=64)
+
+
+def counting_batch(step: int, batch: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch ``step`` of the toy language: start + stride * t (mod V), inputs and next-token targets."""
+    g = torch.Generator().manual_seed(step)
+    start, stride = torch.randint(0, V, (batch, 1), generator=g), torch.randint(1, 8, (batch, 1), generator=g)
+    seq = (start + stride * torch.arange(L)) % V
+    return seq[:, :-1].to(device), seq[:, 1:].to(device)
+
+
+def train_small(steps: int, fp16: bool, scaled: bool = True) -> tuple[torch.nn.Module, list[dict]]:
+    """Train the small GPT with AdamW; ``fp16``: under fp16 autocast, with a GradScaler when ``scaled``.
+    Records the loss, the scale used for the step, whether the scaler skipped it, and the fraction of weight
+    gradients that came out exactly 0 (with fp32 training as good as never)."""
+    torch.manual_seed(0)
+    model = GPT(small).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    scaler = torch.amp.GradScaler(device.type, init_scale=2.0**16, growth_interval=S.growth_interval,
+                                  enabled=fp16 and scaled)
+    log = []
+    for step in range(steps):
+        x, y = counting_batch(step)
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=fp16):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+        scale = scaler.get_scale()  # 1.0 when the scaler is disabled
+        scaler.scale(loss).backward()
+        zero = float(sum(int((p.grad == 0).sum()) for p in model.parameters()) / sum(p.numel() for p in model.parameters()))
+        scaler.step(opt)  # unscales; skips the step when a gradient is inf or nan
+        scaler.update()  # halves the scale after a skip, doubles it after growth_interval good steps
+        log.append({"loss": loss.item(), "scale": scale, "skipped": scaler.is_enabled() and scaler.get_scale() < scale,
+                    "zero_grads": zero})
+    return model, log
+
+
+t0 = time.perf_counter()
+model32, log32 = train_small(S.fp16_steps, fp16=False)
+fp32_s = time.perf_counter() - t0
+grads = torch.cat([p.grad.flatten() for p in model32.parameters() if p.grad is not None])
+print(f"fp32: {S.fp16_steps} steps in {fp32_s:.1f} s ({S.fp16_steps * 16 * (L - 1) / fp32_s:,.0f} tokens/s), "
+      f"loss {log32[0]['loss']:.2f} -> {log32[-1]['loss']:.2f}; {grads.numel():,} weight gradients, "
+      f"median |g| {grads.abs().median():.1e}")
+print(f"{'scale':>7}{'become 0':>10}{'subnormal':>11}{'overflow':>10}{'median rel. error':>19}")
+roundtrip = {}
+for e in (0, 8, 16, 24):
+    roundtrip[e] = r = E.fp16_roundtrip(grads, 2.0**e)
+    print(f"{'2^' + str(e):>7}{r['zero']:>10.4%}{r['subnormal']:>11.2%}{r['inf']:>10.2%}{r['median_rel_err']:>19.1e}")
+
+# %% [markdown]
+# Read the table from the top: multiplying by a power of two moves the gradients up the fp16 range, out of the
+# subnormals (where they keep fewer significant bits and the relative error grows) until, at the largest scale,
+# the biggest ones overflow to inf. The fractions at scale 1 are small for this small model: the
+# gradients of larger models and of larger batches are smaller (each is a mean over more tokens) and the
+# activation gradients of the backward pass, which fp16 autocast also computes in fp16, shrink with them, which is
+# why fp16 training without scaling loses updates. No single scale is right for the whole run, so the
+# **GradScaler** adapts it: it multiplies the loss by $s$ before the backward, divides the gradients by $s$ before
+# the optimizer step, **skips the step** (and halves $s$) when a gradient came out inf or nan, and doubles $s$
+# after `growth_interval` steps without one.
+#
+# ### GradScaler, run for real
+#
+# The same training under fp16 autocast on this device (a CPU runs fp16 autocast too, slowly: it has no fp16
+# arithmetic units; the point is to watch the scaler), once with a GradScaler at its default start $s = 2^{16}$ and
+# a `growth_interval` short enough to see it grow within the run (the default is 2000 steps), and once without one.
+
+# %%
+t0 = time.perf_counter()
+model16, log16 = train_small(S.fp16_steps, fp16=True)
+fp16_s = time.perf_counter() - t0
+_, log16_unscaled = train_small(S.fp16_steps, fp16=True, scaled=False)
+skipped = [i for i, r in enumerate(log16) if r["skipped"]]
+print(f"fp16 + GradScaler: {S.fp16_steps} steps in {fp16_s:.1f} s ({S.fp16_steps * 16 * (L - 1) / fp16_s:,.0f} "
+      f"tokens/s; fp32 {fp32_s:.1f} s); skipped {len(skipped)} steps: {skipped}")
+print(f"scale: 2^{math.log2(log16[0]['scale']):.0f} at the start, 2^{math.log2(log16[-1]['scale']):.0f} at the end")
+runs = {"fp32": log32, "fp16 + GradScaler": log16, "fp16, no scaling": log16_unscaled}
+final_loss = {name: sum(r["loss"] for r in log[-5:]) / 5 for name, log in runs.items()}
+zero_grads = {name: sum(r["zero_grads"] for r in log) / len(log) for name, log in runs.items()}
+for name in runs:
+    print(f"{name:>18}: final loss (mean of the last 5 steps) {final_loss[name]:.3f}, "
+          f"weight gradients exactly 0 per step {zero_grads[name]:.4%}")
+
+fig = Figure(figsize=(11, 3.4))
+ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+for label, log in runs.items():
+    ax1.plot([r["loss"] for r in log], label=label)
+ax1.set(xlabel="step", ylabel="training loss (nats)", title="The same run in three precisions")
+ax1.legend()
+ax2.step(range(len(log16)), [math.log2(r["scale"]) for r in log16], where="post", label="log2 scale")
+ax2.plot(skipped, [math.log2(log16[i]["scale"]) for i in skipped], "rx", label="skipped step (inf in a gradient)")
+ax2.set(xlabel="step", ylabel="log2 of the loss scale", title="GradScaler: halve on overflow, grow when quiet")
+ax2.legend()
+fig.tight_layout()
+fig
+
+# %% [markdown]
+# Each skipped step is a batch whose update was thrown away: the scaled loss made some gradient overflow. The scale
+# then oscillates: it grows after every `growth_interval` quiet steps and halves at the next overflow, so with the
+# default interval of 2000 steps a real run skips about one step in 2000. A skipped step costs one batch; an
+# overflow that reached the weights would cost the run. The last printed column is what the scaler is for: without
+# it, some weight gradients come out exactly 0 (they underflowed in the fp16 backward); with it, as in fp32,
+# none do. In a model this small those are few and the three runs end close together; the printed losses say how
+# close in this run.
+#
+# ### Gradient accumulation when the loss is a mean over tokens
+#
+# With $K$ micro-batches, the Trainer divides each micro-batch's loss by $K$ and adds the gradients. That equals the
+# big batch when every micro-batch averages over the same number of terms, as GPT's fixed windows do. With padding
+# it does not: the loss of a padded batch is the mean over its **real** tokens,
+# $\frac{1}{N} \sum_{i \,\text{real}} \ell_i$, and the mean of $K$ micro-batch means weights a token of a
+# micro-batch with few real tokens more than one of a micro-batch with many. The fix is to sum the token losses in
+# every micro-batch and divide by $N$, the real tokens of the whole batch.
+#
+# A padded batch of the toy language (each sequence cut at a random length, the rest of its targets set to
+# `-100`, which `cross_entropy` ignores), split into 4 micro-batches, against one pass over the whole batch:
+
+# %%
+def padded_batch(batch: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = counting_batch(10_000, batch)
+    lengths = torch.randint(4, L, (batch, 1), generator=torch.Generator().manual_seed(1)).to(device)
+    past_end = torch.arange(L - 1, device=device) >= lengths
+    return x.masked_fill(past_end, 0), y.masked_fill(past_end, -100)  # token 0 pads the inputs
+
+
+def accumulated_grad(model: torch.nn.Module, micro: list, how: str) -> torch.Tensor:
+    """The accumulated gradient over ``micro`` (a list of (x, y)), with the loss of each micro-batch divided by K
+    (``how="mean / K"``) or summed and divided by the real tokens of them all (``how="sum / N"``)."""
+    model.zero_grad(set_to_none=True)
+    n_real = sum(int((y != -100).sum()) for _, y in micro)
+    for x, y in micro:
+        logits = model(x).flatten(0, 1)
+        if how == "mean / K":
+            loss = F.cross_entropy(logits, y.flatten(), ignore_index=-100) / len(micro)
+        else:
+            loss = F.cross_entropy(logits, y.flatten(), ignore_index=-100, reduction="sum") / n_real
+        loss.backward()
+    return torch.cat([p.grad.flatten() for p in model.parameters()])
+
+
+xp, yp = padded_batch()
+micro = list(zip(xp.chunk(4), yp.chunk(4)))
+print("real tokens per micro-batch:", [int((y != -100).sum()) for _, y in micro])
+accum_model = GPT(small).to(device)
+g_full = accumulated_grad(accum_model, [(xp, yp)], "mean / K")
+accum_err = {rule: float((accumulated_grad(accum_model, micro, rule) - g_full).norm() / g_full.norm())
+             for rule in ("mean / K", "sum / N")}
+for rule, err in accum_err.items():
+    print(f"{rule:>9}: |g_accumulated - g_full| / |g_full| = {err:.1e}")
+
+# %% [markdown]
+# Dividing by $K$ is off by the printed fraction of the gradient's norm; dividing the sums by $N$ agrees with the
+# whole batch to float rounding. The course `train_step` does the second when the loss function returns a pair
+# `(sum, count)`, as `amla.toolkit.train.summed_cross_entropy` does: it adds up the counts, and divides the
+# accumulated gradients once after the backward passes, so it never needs $N$ in advance, and with DDP it sums the
+# counts of all ranks too. The check: its gradients on the same micro-batches (an optimizer with learning rate 0
+# leaves the weights where they were, so the gradients can be read afterwards).
+
+# %%
+from amla.toolkit.train import summed_cross_entropy, train_step
+
+train_step(accum_model, micro, torch.optim.SGD(accum_model.parameters(), lr=0.0),
+           torch.amp.GradScaler(device.type, enabled=False), None, None, loss_fn=summed_cross_entropy)
+g_step = torch.cat([p.grad.flatten() for p in accum_model.parameters()])
+accum_err["train_step"] = float((g_step - g_full).norm() / g_full.norm())
+print(f"train_step with summed_cross_entropy: |g - g_full| / |g_full| = {accum_err['train_step']:.1e}")
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 6. Throughput and MFU
 #
 # A training step costs about $6N$ floating-point operations per token for the $N$ weights (2 for the forward
 # multiply-add, 4 for the two backward products), plus the attention scores and the weighted sum of the values:
@@ -234,7 +451,7 @@ print(f"{tokens_per_s:,.0f} tokens/s (median step), {per_token / 1e6:.1f} MFLOP 
       f"{tokens_per_s * per_token / 1e9:.1f} GFLOP/s; MFU: {'n/a on ' + device.type if mfu is None else f'{mfu:.1%}'}")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
-# ## 6. Data-parallel training
+# ## 7. Data-parallel training
 #
 # DDP runs one process per device, each with the whole model. Every step each rank takes its shard of the global
 # batch (the order `DistributedSampler` deals out), computes its gradients, and DDP all-reduces (averages) them
@@ -327,7 +544,14 @@ amla.report(
     score_mem_ratio=ratio_pred, sdpa_math_ms=sdpa_math_ms, sdpa_fused_ms=sdpa_fused_ms, sdpa_T=S.seq_lens[-1],
     backends=",".join(backends), checkpoint_mem_saved_frac=ckpt_saved, checkpoint_time_overhead=ckpt_overhead,
     compile_s=compile_s if compile_s is not None else how, compile_speedup=compile_speedup,
-    bf16_autocast_ratio=bf16["ratio"], gpt_tokens_per_s=tokens_per_s,
+    bf16_autocast_ratio=bf16["ratio"], fp16_stores_1e_8_as=tiny_in_fp16,
+    fp16_grad_subnormal_frac_scale1=roundtrip[0]["subnormal"], fp16_grad_overflow_frac_scale2_24=roundtrip[24]["inf"],
+    gradscaler_skipped_steps=len(skipped), gradscaler_final_log2_scale=math.log2(log16[-1]["scale"]),
+    fp32_final_loss=final_loss["fp32"], fp16_scaled_final_loss=final_loss["fp16 + GradScaler"],
+    fp16_unscaled_final_loss=final_loss["fp16, no scaling"], fp16_unscaled_zero_grad_frac=zero_grads["fp16, no scaling"],
+    fp16_scaled_zero_grad_frac=zero_grads["fp16 + GradScaler"],
+    accum_mean_over_k_rel_err=accum_err["mean / K"], accum_sum_over_n_rel_err=accum_err["sum / N"],
+    accum_train_step_rel_err=accum_err["train_step"], gpt_tokens_per_s=tokens_per_s,
     mfu=f"n/a on {device.type}" if mfu is None else mfu, mfu_target_met=f"n/a on {device.type}" if mfu is None else mfu >= 0.40, ddp_world=world, ddp_max_diff=ddp_max_diff,
     ddp_equal=ddp_equal,
 )
@@ -350,6 +574,11 @@ amla.checks.summary()
 #    the global batch here, and when would it not be?
 # 5. Which of DDP, FSDP, tensor and pipeline parallelism would you use for a 70B-parameter model on 64 GPUs, and
 #    in which combination?
+# 6. Why does bf16 training need no GradScaler, and what does bf16 lose that fp16 keeps?
+# 7. The GradScaler skipped steps in the run above. Why is skipping a step better than clipping the inf gradients
+#    to a large finite value and stepping?
+# 8. Padded batches split into micro-batches of equal numbers of sequences: when is dividing each micro-batch's
+#    mean loss by $K$ exact after all?
 
 # %% [markdown] tags=["answer"]
 # 1. $2 \cdot 32 \cdot 131072^2 \cdot 2$ bytes $= 2^{41}$ bytes = 2048 GiB: far beyond any GPU. A fused kernel
@@ -366,3 +595,13 @@ amla.checks.summary()
 # 5. Typically tensor parallelism inside a node (8 GPUs with fast links), pipeline parallelism across a few nodes
 #    if the layers still do not fit, and data parallelism (with FSDP sharding the optimizer state and weights)
 #    across the remaining replicas.
+# 6. bf16 has fp32's 8 exponent bits, so every gradient fp32 can hold (down to $10^{-38}$) is in its range and
+#    nothing underflows that would not in fp32. It loses precision instead: 7 mantissa bits, about 2-3 significant
+#    digits ($1 + 10^{-3} = 1$ in the table), against fp16's 10 bits; which is why weights, optimizer state and
+#    reductions stay in fp32 under autocast.
+# 7. An inf means the scaled gradient overflowed, so the direction is unknown (the other entries may be just as
+#    wrong, and a nan may follow); clipping would take a step in a direction nobody computed. Skipping loses one
+#    batch, the scaler halves $s$, and the next step is computed within range.
+# 8. When every micro-batch has the same number of real tokens (no padding, or fixed-length windows as in GPT
+#    training), the mean of the means equals the mean over all tokens; otherwise each micro-batch's mean must be
+#    weighted by its share of the real tokens, which summing and dividing by $N$ does.

@@ -16,6 +16,7 @@ SCRIPT = textwrap.dedent("""
     from amla.toolkit import distributed as ddp
     ddp.init("gloo")
     ddp.toy_training(steps=int(sys.argv[1]), batch_size=16, out=sys.argv[2])
+    ddp.toy_training(steps=int(sys.argv[1]), batch_size=16, out=sys.argv[3], unlabelled=0.4)
     ddp.teardown()
 """)
 
@@ -28,15 +29,18 @@ def world_of_one():
 
 
 def test_two_gloo_processes_give_the_weights_of_one_process(tmp_path):
-    script, out = tmp_path / "ddp_train.py", tmp_path / "w.pt"
+    script, out, out_summed = tmp_path / "ddp_train.py", tmp_path / "w.pt", tmp_path / "w_summed.pt"
     script.write_text(SCRIPT)
-    done = ddp.launch(script, 2, ["4", str(out)], timeout=120)
-    assert "rank 0 of 2" in done.stdout and done.stdout.count("final loss") == 1  # rank 0 prints, rank 1 does not
+    done = ddp.launch(script, 2, ["4", str(out), str(out_summed)], timeout=120)
+    assert "rank 0 of 2" in done.stdout and done.stdout.count("final loss") == 2  # rank 0 prints, rank 1 does not
     w_ddp, w_single = torch.load(out, weights_only=True), ddp.toy_training(steps=4, batch_size=16)
     diff = max(float((w_ddp[k] - w_single[k]).abs().max()) for k in w_single)
     assert diff <= 1e-6
     moved = ddp.toy_training(steps=1, batch_size=16)
     assert max(float((moved[k] - w_single[k]).abs().max()) for k in w_single) > 1e-3  # the comparison can fail
+    # ignored labels fall unevenly on the two ranks: the (sum, count) loss still gives one process's weights
+    w_ddp, w_single = torch.load(out_summed, weights_only=True), ddp.toy_training(steps=4, batch_size=16, unlabelled=0.4)
+    assert max(float((w_ddp[k] - w_single[k]).abs().max()) for k in w_single) <= 1e-6
 
 
 def test_world_of_one_runs_in_process_and_matches(world_of_one):

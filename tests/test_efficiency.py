@@ -73,3 +73,16 @@ def test_autocast_ratio_and_mfu():
     assert E.mfu(1000.0, 1e9, None) is None and E.device_peak_flops("cpu") is None
     with pytest.raises(ValueError, match="flops_per_token > 0"):
         E.mfu(1.0, 0.0, 1e12)
+
+
+def test_fp16_roundtrip_counts_underflow_subnormals_and_overflow():
+    values = torch.cat([torch.logspace(-9, -3, 61), torch.zeros(3)])  # the zeros are left out
+    plain, scaled = E.fp16_roundtrip(values), E.fp16_roundtrip(values, 2.0**16)
+    below_half_tiniest = float((values[values != 0] < 2.0**-25).double().mean())  # rounds to 0 in fp16
+    assert plain["zero"] == pytest.approx(below_half_tiniest) and plain["zero"] > 0.1
+    assert plain["subnormal"] == pytest.approx(float((values[values != 0] < 2.0**-14).double().mean()))
+    assert plain["inf"] == 0 and scaled["zero"] == 0 and scaled["subnormal"] == 0 and scaled["inf"] == 0
+    assert scaled["median_rel_err"] <= 2.0**-11 < plain["median_rel_err"]  # all normal after scaling: rounding only
+    assert E.fp16_roundtrip(torch.tensor([1e5, 1.0]))["inf"] == pytest.approx(0.5)  # 1e5 > 65504
+    with pytest.raises(ValueError, match="scale must be > 0"):
+        E.fp16_roundtrip(values, 0.0)

@@ -8,7 +8,7 @@ from torch import nn
 import amla
 from amla.toolkit.checkpoint import CheckpointError
 from amla.toolkit.precision import autocast_dtype
-from amla.toolkit.train import TrainConfig, Trainer, eval_batches, train_step, warmup_cosine
+from amla.toolkit.train import TrainConfig, Trainer, eval_batches, summed_cross_entropy, train_step, warmup_cosine
 
 
 def _data(n=256, seed=0):
@@ -50,6 +50,40 @@ def test_accumulated_step_equals_one_big_batch():
     loss_small, _ = train_step(small, list(zip(x.chunk(4), y.chunk(4))), opt_small, scaler, None, None)
     assert loss_small == pytest.approx(loss_big, abs=1e-6)
     assert all(torch.allclose(p, q, atol=1e-6) for p, q in zip(big.parameters(), small.parameters()))
+
+
+def _padded_step(loss_fn, chunks):
+    """One SGD step on 32 examples, 20 of them ignored (-100) and all in the first quarter: (loss, weights)."""
+    x, y = _data(32)
+    y = y.clone()
+    y[:8][torch.arange(8) % 4 != 0] = -100  # the first micro-batch counts 2 labels, the others 8 each
+    y[8:20] = -100
+    model = _model(dropout=0.0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    micro = list(zip(x.chunk(chunks), y.chunk(chunks)))
+    loss, _ = train_step(model, micro, opt, torch.amp.GradScaler("cpu", enabled=False), None, None, loss_fn)
+    return loss, [p.detach() for p in model.parameters()]
+
+
+def test_summed_loss_accumulates_the_exact_token_mean_and_dividing_by_k_does_not():
+    mean_loss = lambda m, b: nn.functional.cross_entropy(m(b[0]), b[1], ignore_index=-100)  # noqa: E731
+    loss_full, w_full = _padded_step(mean_loss, 1)  # one batch: the mean over its 12 counted labels
+    loss_summed, w_summed = _padded_step(summed_cross_entropy, 4)
+    loss_naive, w_naive = _padded_step(mean_loss, 4)
+    assert loss_summed == pytest.approx(loss_full, abs=1e-6)
+    assert all(torch.allclose(p, q, atol=1e-6) for p, q in zip(w_full, w_summed))
+    assert _padded_step(summed_cross_entropy, 1)[0] == pytest.approx(loss_full, abs=1e-6)
+    assert max(float((p - q).abs().max()) for p, q in zip(w_full, w_naive)) > 1e-3  # the mean of means is off
+
+
+def test_a_loss_fn_mixing_pairs_and_means_is_refused():
+    calls = iter([True, False])
+    loss_fn = lambda m, b: summed_cross_entropy(m, b) if next(calls) else nn.functional.cross_entropy(m(b[0]), b[1])  # noqa: E731
+    x, y = _data(16)
+    model = _model(dropout=0.0)
+    with pytest.raises(TypeError, match="pair for some micro-batches"):
+        train_step(model, list(zip(x.chunk(2), y.chunk(2))), torch.optim.SGD(model.parameters(), lr=0.1),
+                   torch.amp.GradScaler("cpu", enabled=False), None, None, loss_fn)
 
 
 def test_clipping_bounds_the_update():

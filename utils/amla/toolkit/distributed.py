@@ -122,6 +122,15 @@ def mean_over_ranks(value: float) -> float:
     return float(t.item()) / world_size()
 
 
+def sum_over_ranks(t: torch.Tensor) -> torch.Tensor:
+    """The elementwise sum of tensor ``t`` over all ranks (all-reduce, on a copy); ``t`` itself outside a process group."""
+    if not is_distributed():
+        return t
+    t = t.detach().clone()
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
 def launch(script: str | Path, nproc: int = 2, args: Sequence[str] = (), timeout: float = 300.0,
            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``script`` under ``torchrun --standalone --nproc_per_node nproc`` (``python -m torch.distributed.run``)
@@ -141,20 +150,24 @@ def launch(script: str | Path, nproc: int = 2, args: Sequence[str] = (), timeout
 
 
 def toy_training(steps: int = 4, batch_size: int = 16, seed: int = 0, out: str | Path | None = None,
-                 lr: float = 0.05) -> dict[str, torch.Tensor]:
+                 lr: float = 0.05, unlabelled: float = 0.0) -> dict[str, torch.Tensor]:
     """Train a small MLP classifier on fixed random data with the course Trainer, data-parallel when a process
     group is initialised; returns the final weights (and rank 0 saves them to ``out``). The same call with one
-    process and the same global ``batch_size`` gives the same weights (up to float rounding)."""
+    process and the same global ``batch_size`` gives the same weights (up to float rounding).
+
+    ``unlabelled`` > 0 marks that fraction of the labels -100 (ignored, like padding) and trains on the summed loss
+    over the labelled examples (``summed_cross_entropy``), so the ranks' shards count different numbers of terms."""
     from amla.toolkit.checkpoint import save_checkpoint
-    from amla.toolkit.train import Trainer, TrainConfig
+    from amla.toolkit.train import Trainer, TrainConfig, default_loss, summed_cross_entropy
 
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(256, 8, generator=g)
     y = (x[:, :4].sum(1) > 0).long() + (x[:, 4:].sum(1) > 0).long()
+    y[torch.rand(256, generator=g) < unlabelled] = -100
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Linear(32, 3))
     config = TrainConfig(max_steps=steps, batch_size=batch_size, lr=lr, min_lr=lr, seed=seed, progress=False)
-    trainer = Trainer(model, (x, y), config, device="cpu")
+    trainer = Trainer(model, (x, y), config, device="cpu", loss_fn=summed_cross_entropy if unlabelled else default_loss)
     history = trainer.fit()
     main_print(f"rank 0 of {world_size()}: final loss {history.last('loss'):.6f}")
     weights = {k: v.detach().clone() for k, v in model.state_dict().items()}

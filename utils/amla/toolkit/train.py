@@ -2,7 +2,8 @@
 
 What it does, in order, for every optimizer step (``train_step``):
 zero the gradients, run ``grad_accum`` micro-batches under autocast (each loss divided by
-``grad_accum``), scale and backpropagate, unscale, clip the gradient norm, step the optimizer through
+``grad_accum``; or, for a loss that returns ``(sum, count)``, the summed gradients divided by the whole batch's
+count), scale and backpropagate, unscale, clip the gradient norm, step the optimizer through
 the GradScaler, then step the warmup-cosine learning-rate schedule.
 
 Around it: a deterministic batch order (batch ``m`` is a function of the seed and ``m`` only, so a
@@ -31,12 +32,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from amla.toolkit import distributed as ddp
+from amla.toolkit.batches import Batch, OwnBatches, SeededBatches
 from amla.toolkit.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from amla.toolkit.env import pick_device
 from amla.toolkit.errors import check_hook
 from amla.toolkit.precision import PRECISIONS, autocast, autocast_dtype, grad_scaler
 
-Batch = Sequence[torch.Tensor]
 
 
 # --- the pieces Hour 01 builds as exercises -------------------------------------------------------
@@ -63,6 +64,16 @@ def default_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
 
 
+def summed_cross_entropy(model: nn.Module, batch: Batch, ignore_index: int = -100) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of the token cross-entropies, number of counted targets): targets equal to ``ignore_index`` (padding)
+    count for nothing. Passed as ``loss_fn``, it makes ``train_step`` average over the real tokens of the whole batch."""
+    x, y = batch[0], batch[1]
+    logits = model(x)
+    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1), ignore_index=ignore_index,
+                           reduction="sum")
+    return loss, (y != ignore_index).sum()
+
+
 def train_step(
     model: nn.Module,
     micro_batches: Sequence[Batch],
@@ -70,18 +81,37 @@ def train_step(
     scaler: torch.amp.GradScaler,
     dtype: torch.dtype | None = None,
     max_norm: float | None = 1.0,
-    loss_fn: Callable[[nn.Module, Batch], torch.Tensor] = default_loss,
+    loss_fn: Callable[[nn.Module, Batch], Any] = default_loss,
 ) -> tuple[float, float]:
-    """One optimizer step over ``len(micro_batches)`` accumulated micro-batches; returns (mean loss, grad norm)."""
+    """One optimizer step over ``len(micro_batches)`` accumulated micro-batches; returns (mean loss, grad norm).
+
+    ``loss_fn`` returns the mean loss of its micro-batch, divided here by the number of micro-batches (exact when
+    every micro-batch averages over as many terms, as GPT's fixed windows do), or a pair ``(sum, count)``
+    (``summed_cross_entropy``): the gradients of the sums then accumulate and are divided once by the total count
+    over all micro-batches and ranks, the exact token mean of the whole batch however the padding falls.
+    """
     device = next(model.parameters()).device
     optimizer.zero_grad(set_to_none=True)
-    total = torch.zeros((), device=device)
+    total, count, summed = torch.zeros((), device=device), torch.zeros((), device=device), set()
     for batch in micro_batches:
         with autocast(device, dtype):
-            loss = loss_fn(model, batch) / len(micro_batches)
+            out = loss_fn(model, batch)
+        summed.add(isinstance(out, tuple))
+        if len(summed) > 1:
+            raise TypeError("loss_fn returned a (sum, count) pair for some micro-batches and a loss for others")
+        loss = out[0] if isinstance(out, tuple) else out / len(micro_batches)
+        if isinstance(out, tuple):
+            count += out[1]
         scaler.scale(loss).backward()
         total += loss.detach().float()
     scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+    if True in summed:  # DDP averaged the gradients of the ranks' sums: divide by the mean count per rank
+        total, count = ddp.sum_over_ranks(torch.stack([total, count]))
+        count = count.clamp(min=1)
+        for p in model.parameters():
+            if p.grad is not None:
+                p.grad.mul_(ddp.world_size() / count)
+        total = total / count
     norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm if max_norm is not None else math.inf)
     scaler.step(optimizer)  # skips the step if fp16 gradients overflowed
     scaler.update()
@@ -176,43 +206,6 @@ def eval_batches(model: nn.Module, tensors: Sequence[torch.Tensor], batch_size: 
         model.train(was_training)
 
 
-# --- data order -------------------------------------------------------------------------------
-
-
-class _Batches:
-    """Micro-batch ``m`` = slice ``m % per_epoch`` of a permutation seeded by (seed, epoch ``m // per_epoch``)."""
-
-    def __init__(self, data: Any, batch_size: int, seed: int, collate: Callable[[list[Any]], Batch] | None,
-                 shard: tuple[int, int] = (0, 1)):
-        if isinstance(data, (tuple, list)) and data and all(isinstance(t, torch.Tensor) for t in data):
-            sizes = [t.shape[0] for t in data]
-            if len(set(sizes)) != 1:
-                shapes = ", ".join(str(tuple(t.shape)) for t in data)
-                raise ValueError(f"train_data tensors must share their first dimension; got shapes {shapes}")
-            self.tensors: tuple[torch.Tensor, ...] | None = tuple(data)
-            self.n = sizes[0]
-        elif hasattr(data, "__getitem__") and hasattr(data, "__len__"):
-            self.tensors, self.n = None, len(data)
-        else:
-            raise TypeError(f"train_data must be a tuple of tensors or a Dataset, got {type(data).__name__}")
-        if batch_size > self.n:
-            raise ValueError(f"batch_size={batch_size} is larger than the training set ({self.n} examples)")
-        self.data, self.batch_size, self.seed, (self.rank, self.world) = data, batch_size, seed, shard
-        self.per_epoch = self.n // batch_size  # the last incomplete batch of an epoch is dropped
-        self.collate = collate or torch.utils.data.default_collate
-        self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
-
-    def __call__(self, m: int) -> Batch:
-        epoch, pos = divmod(m, self.per_epoch)
-        if epoch != self._epoch:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g)
-        idx = ddp.shard_indices(self._perm[pos * self.batch_size : (pos + 1) * self.batch_size], self.rank, self.world)
-        if self.tensors is not None:
-            return tuple(t[idx] for t in self.tensors)
-        return self.collate([self.data[int(i)] for i in idx])
-
-
 @contextmanager
 def _stop_after_step() -> Iterator[dict[str, bool]]:
     """While active, the first Ctrl-C only asks to stop after the current step; a second one interrupts."""
@@ -233,22 +226,6 @@ def _stop_after_step() -> Iterator[dict[str, bool]]:
         yield flag
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-class _OwnBatches:
-    """A batch source of its own: ``source.batch(m)`` is micro-batch ``m`` (a pure function of ``m``, so a resumed run
-    sees the same batches), of ``source.batch_size`` rows; one process only."""
-
-    def __init__(self, source: Any, batch_size: int):
-        if getattr(source, "batch_size", None) != batch_size:
-            raise ValueError(f"train_data draws batches of {getattr(source, 'batch_size', None)} rows; "
-                             f"TrainConfig.batch_size is {batch_size}; make them equal")
-        if ddp.shard(batch_size)[1] != 1:
-            raise ValueError("train_data with its own batch order trains in one process only; pass a Dataset for DDP")
-        self.source, self.world = source, 1
-
-    def __call__(self, m: int) -> Batch:
-        return self.source.batch(m)
 
 
 # --- the Trainer ------------------------------------------------------------------------------
@@ -289,9 +266,9 @@ class Trainer:
         self.net = ddp.wrap(self.model)  # DDP inside a process group; checkpoints keep the plain model's keys
         self.loss_fn, self.step_fn, self.eval_fn, self.callbacks = loss_fn, step_fn, eval_fn, list(callbacks)
         if callable(getattr(train_data, "batch", None)):  # an order of its own (Hour 07's LengthBuckets)
-            self.batches: Any = _OwnBatches(train_data, c.batch_size)
+            self.batches: Any = OwnBatches(train_data, c.batch_size)
         else:
-            self.batches = _Batches(train_data, c.batch_size, c.seed, collate_fn, ddp.shard(c.batch_size))
+            self.batches = SeededBatches(train_data, c.batch_size, c.seed, collate_fn, ddp.shard(c.batch_size))
         self.optimizer = optimizer or self._adamw()
         self.min_lr = c.lr / 10 if c.min_lr is None else c.min_lr
         lr_at = lr_fn or warmup_cosine

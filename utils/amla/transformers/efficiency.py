@@ -1,5 +1,5 @@
 """Measuring what makes transformers fast or lean (Hour 09): time, memory, SDPA backends, activation
-checkpointing, ``torch.compile`` with a fallback, autocast.
+checkpointing, ``torch.compile`` with a fallback, autocast, and what fp16 does to gradients (``fp16_roundtrip``).
 
 Every timing is the median of ``repeats`` after ``warmup`` calls, the variants alternating (a, b, a, b, ...) so a
 machine that slows down meanwhile slows all of them alike. Memory on the CPU is counted by ``PeakMemory``, a
@@ -158,6 +158,25 @@ def autocast_ratio(model: nn.Module, x: Tensor, dtype: torch.dtype = torch.bfloa
 
     t = median_ms({"fp32": lambda: step(False), "autocast": lambda: step(True)}, repeats=repeats, device=x.device)
     return {**t, "ratio": t["fp32"] / t["autocast"]}
+
+
+def fp16_roundtrip(values: Tensor, scale: float = 1.0) -> dict[str, float]:
+    """What storing ``values * scale`` in float16 and dividing by ``scale`` again does to the nonzero ``values``:
+    the fractions that become 0 (underflow), that are subnormal (below fp16's smallest normal number, 6.1e-5, so
+    with fewer than 11 significant bits), that overflow to inf, and the median relative error of the finite rest."""
+    if scale <= 0:
+        raise ValueError(f"scale must be > 0, got {scale}")
+    v = values.detach().flatten().double()
+    v = v[v != 0]
+    if v.numel() == 0:
+        raise ValueError("values has no nonzero entries")
+    scaled = v * scale
+    half = scaled.to(torch.float16)
+    finite = torch.isfinite(half)
+    rel = ((half[finite].double() / scale - v[finite]).abs() / v[finite].abs())
+    return {"zero": float((half == 0).double().mean()),
+            "subnormal": float((scaled.abs() < torch.finfo(torch.float16).smallest_normal).double().mean()),
+            "inf": float((~finite).double().mean()), "median_rel_err": float(rel.median()) if rel.numel() else float("nan")}
 
 
 def mfu(tokens_per_s: float, flops_per_token: float, peak_flops: float | None) -> float | None:
