@@ -21,6 +21,8 @@ device = amla.setup(hour=5, seed=0)  # picks cuda > mps > cpu, seeds, prints the
 # - explain **cross-attention**: queries from the decoder, keys and values from the encoder's output;
 # - build the masks of an encoder-decoder: **source padding** (encoder self-attention and cross-attention),
 #   **causal + target padding** (decoder self-attention);
+# - write the **decoder block**: masked self-attention, cross-attention on the encoder's memory and the
+#   feed-forward net, each in a pre-norm residual branch;
 # - train with **teacher forcing** in one parallel pass and write **label-smoothed cross-entropy**;
 # - decode **greedily** and with **beam search**, and say what **length normalisation** is for;
 # - measure why writing the sum **least significant digit first** makes addition easier to learn;
@@ -28,11 +30,12 @@ device = amla.setup(hour=5, seed=0)  # picks cuda > mps > cpu, seeds, prints the
 #
 # **How the exercises work.** Each exercise is a function with a `# YOUR CODE HERE` line. Replace the
 # `raise NotImplementedError(...)` with your code and run the check cell below it, such as
-# `decoder_mask = amla.checks.encoder_decoder.check_decoder_mask(decoder_mask)`. The check runs your function on
-# ordinary and edge inputs against the course's reference (values, dtype, gradients, and whether your inputs were
+# `decoder_block = amla.checks.encoder_decoder.check_decoder_block(decoder_block)`. The check runs your function
+# on ordinary and edge inputs against the course's reference (values, dtype, gradients, and whether your inputs were
 # left alone):
-# - right: the check returns your function, and **the rest of the hour runs on your code**: the addition model
-#   is trained with your decoder mask and your loss, and beam search runs on your beam step;
+# - right: the check returns your function, and **the rest of the hour runs on your code**: every decoder block of
+#   the models you train is your `decoder_block`, they are trained with your loss, and beam search runs on your
+#   beam step;
 # - wrong: it stops there and names the most likely mistake, or the property your answer breaks;
 # - not written yet: one line says so and the check returns the course's reference, so Run All shows you the
 #   whole hour first.
@@ -114,8 +117,9 @@ print(task.train.sources[0], "->", src_train[0].tolist(), "   ", task.train.targ
 # 3. the position-wise feed-forward network.
 #
 # A final LayerNorm and a linear layer give the logits over the target vocabulary. Cross-attention is Hour 04's
-# `MultiHeadAttention` called with `kv=memory`: nothing new to write. The whole model,
-# `amla.transformers.encoder_decoder.EncoderDecoder`:
+# `MultiHeadAttention` called with `kv=memory`; what is new is the decoder block around it, which you write in
+# Exercise 5.1 once the masks are clear. The model, `amla.transformers.encoder_decoder.EncoderDecoder`, runs its
+# decoder blocks like this (`decoder_block_fn` is where yours goes):
 
 # %%
 import inspect
@@ -145,43 +149,57 @@ print("memory", tuple(memory.shape), " source mask", tuple(src_mask.shape))
 # Why causal: in training the decoder sees the *whole* target at once (Section 4). Without the mask, the position
 # that must predict $y_{t+1}$ could simply look at $y_{t+1}$.
 #
-# ### Exercise 5.1: The decoder mask
+# ### Exercise 5.1: The decoder block
 #
-# Write `decoder_mask(tgt_in)`. `tgt_in` [B, T] holds the decoder's input ids (`<bos>`, then the target tokens,
-# then `PAD_ID`). Return a bool tensor [B, 1, T, T] whose entry `[b, 0, i, j]` is True when query `i` may attend
-# key `j`: `j <= i` and `tgt_in[b, j]` is not padding. Create any new tensor on `tgt_in.device`, so that the mask
-# also works when the model trains on a GPU.
+# Write `decoder_block(block, x, memory, src_mask, tgt_in)`, one decoder block's forward pass. The arguments:
+# - `block`, a `TransformerBlock` built with `cross_attention=True`; its parts are `block.norm1` and
+#   `block.self_attn`, `block.norm_cross` and `block.cross_attn`, `block.norm2` and `block.ff` (the feed-forward
+#   net), and `block.drop` (the dropout on each branch's output). An attention layer is called as
+#   `attn(queries, kv, mask)` with `kv=None` for self-attention, and returns `(output, weights)`;
+# - `x` [B, T, d], the decoder's states; `memory` [B, S, d] and `src_mask` [B, 1, S], from `model.encode`;
+# - `tgt_in` [B, T], the decoder's input ids (`<bos>`, then the target tokens, then `PAD_ID`), for the mask.
+#
+# First build the self-attention mask, a bool tensor [B, 1, T, T] whose entry `[b, 0, i, j]` is True when query `i`
+# may attend key `j`: `j <= i` and `tgt_in[b, j]` is not padding (create new tensors on `tgt_in.device`, so that
+# it also works on a GPU). Then the three pre-norm branches, each `x = x + drop(f(norm(x)))`:
+#
+# $$x \leftarrow x + \operatorname{SelfAttn}(\operatorname{LN}_1(x);\ \text{mask}), \qquad
+#   x \leftarrow x + \operatorname{CrossAttn}(\operatorname{LN}_c(x), M;\ \text{src\_mask}), \qquad
+#   x \leftarrow x + \operatorname{FFN}(\operatorname{LN}_2(x)).$$
 
 # %%
 import torch
 
 
-def decoder_mask(tgt_in):
+def decoder_block(block, x, memory, src_mask, tgt_in):
     ### BEGIN SOLUTION
     t = tgt_in.shape[1]
     causal = torch.ones(t, t, dtype=torch.bool, device=tgt_in.device).tril()  # j <= i
-    return causal & (tgt_in != PAD_ID)[:, None, None, :]  # and key j is a real token
+    mask = causal & (tgt_in != PAD_ID)[:, None, None, :]  # and key j is a real token
+    x = x + block.drop(block.self_attn(block.norm1(x), None, mask)[0])
+    x = x + block.drop(block.cross_attn(block.norm_cross(x), memory, src_mask)[0])  # queries x, keys/values memory
+    return x + block.drop(block.ff(block.norm2(x)))
     ### END SOLUTION
 
 
 # %%
-decoder_mask = amla.checks.encoder_decoder.check_decoder_mask(decoder_mask)
+decoder_block = amla.checks.encoder_decoder.check_decoder_block(decoder_block)
 
 # %% [markdown]
 # With padding on the right, as here, a real position never sees padding anyway: padding comes after it and the
 # causal mask already hides the future. The padding mask matters for the padded *rows* (whose outputs the loss
 # ignores) and for any batch padded on the left.
 #
-# `EncoderDecoder(..., decoder_mask_fn=decoder_mask)` builds its decoder's self-attention mask with the function
-# the check returned: yours once Exercise 5.1 passes (while it is not done, the reference stands in for it). Two
-# properties we can test on an untrained model with that mask: changing a later target token does not change the
-# logits of earlier positions, and more padding changes nothing.
+# `EncoderDecoder(..., decoder_block_fn=decoder_block)` runs every decoder block with the function the check
+# returned: yours once Exercise 5.1 passes (while it is not done, the reference stands in for it). Two properties we
+# can test on an untrained model built that way: changing a later target token does not change the logits of
+# earlier positions, and more padding on the sources changes nothing.
 
 # %%
 amla.seed_everything(0)
 model = EncoderDecoder(len(task.src_vocab), len(task.tgt_vocab), d_model=S.d_model, n_heads=S.heads,
-                       n_layers=S.layers, max_len=32, decoder_mask_fn=decoder_mask).eval()
-print("decoder mask:", "yours" if amla.checks.yours("5.1") else "the course's reference (Exercise 5.1 not done yet)")
+                       n_layers=S.layers, max_len=32, decoder_block_fn=decoder_block).eval()
+print("decoder block:", "yours" if amla.checks.yours("5.1") else "the course's reference (Exercise 5.1 not done yet)")
 src, tgt = src_train[:8], tgt_train[:8]
 logits = model(src, tgt)
 changed = tgt.clone()
@@ -252,8 +270,8 @@ for eps in (0.0, 0.1):
 #
 # `amla.transformers.encoder_decoder.translation_loss` is the Trainer's `loss_fn`: teacher forcing, then
 # `loss=label_smoothed_cross_entropy` with $\varepsilon = 0.1$. The model below is built from your pieces: its
-# decoder mask is the `decoder_mask` of Exercise 5.1 and it is trained with the `label_smoothed_cross_entropy` of
-# Exercise 5.2, as the checks returned them; while an exercise is not done, the reference stands in for it. The
+# decoder blocks run the `decoder_block` of Exercise 5.1 and it is trained with the `label_smoothed_cross_entropy`
+# of Exercise 5.2, as the checks returned them; while an exercise is not done, the reference stands in for it. The
 # other models of this hour (Sections 6 and 9) use the same two functions. We watch the **exact match** on the
 # validation sums: the share whose whole result, `<eos>` included, comes out right with greedy decoding (Section 7).
 
@@ -278,8 +296,8 @@ def train(model, data, steps, validation, eval_every=S.eval_every, seed=0):
 
 amla.seed_everything(0)
 model = EncoderDecoder(len(task.src_vocab), len(task.tgt_vocab), d_model=S.d_model, n_heads=S.heads,
-                       n_layers=S.layers, max_len=32, decoder_mask_fn=decoder_mask)
-print("decoder mask:", "yours" if amla.checks.yours("5.1") else "the reference",
+                       n_layers=S.layers, max_len=32, decoder_block_fn=decoder_block)
+print("decoder block:", "yours" if amla.checks.yours("5.1") else "the reference",
       "  loss:", "yours" if amla.checks.yours("5.2") else "the reference")
 trainer = train(model, (src_train, tgt_train), S.steps, (src_val, tgt_val))
 
@@ -299,7 +317,7 @@ print("  ".join(f"{tag}: {sum(h) / len(h):.0%}" for tag, h in sorted(per_tag.ite
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. Does the digit order matter?
 #
-# The same model (with the same decoder mask and loss, yours once Exercises 5.1 and 5.2 pass), the same data and
+# The same model (with the same decoder block and loss, yours once Exercises 5.1 and 5.2 pass), the same data and
 # the same number of steps, but the results written the usual way, most significant digit first:
 
 # %%
@@ -310,7 +328,7 @@ plain_val = plain_task.val.tensors(plain_task.src_vocab, plain_task.tgt_vocab)
 plain_test = plain_task.test.tensors(plain_task.src_vocab, plain_task.tgt_vocab)
 amla.seed_everything(0)
 plain_model = EncoderDecoder(len(task.src_vocab), len(task.tgt_vocab), d_model=S.d_model, n_heads=S.heads,
-                             n_layers=S.layers, max_len=32, decoder_mask_fn=decoder_mask)
+                             n_layers=S.layers, max_len=32, decoder_block_fn=decoder_block)
 plain_trainer = train(plain_model, plain_train, S.steps, plain_val)
 plain_hits = exact_match(plain_model, *plain_test)
 print(f"held-out exact match, usual order: {plain_hits.float().mean():.2%}   reversed: {hits.float().mean():.2%}")
@@ -475,7 +493,7 @@ print(f"on digit k-1 of the operands (the carry's source), digits 1-3: {carry_sh
 #
 # Hour 03's GRU with additive attention reached 100 % exact match on 2,000 held-out dates with the cpu profile
 # (600 steps, about a minute). The same data split (`date_task` with the same sizes and seed), a Transformer of this
-# hour's size (with the same decoder mask and loss as above), trained for the same number of steps with the same
+# hour's size (with the same decoder block and loss as above), trained for the same number of steps with the same
 # batch size:
 
 # %%
@@ -487,7 +505,7 @@ date_val = dates.val.tensors(dates.src_vocab, dates.tgt_vocab)
 date_test = dates.test.tensors(dates.src_vocab, dates.tgt_vocab)
 amla.seed_everything(0)
 date_model = EncoderDecoder(len(dates.src_vocab), len(dates.tgt_vocab), d_model=S.d_model, n_heads=S.heads,
-                            n_layers=S.layers, max_len=80, decoder_mask_fn=decoder_mask)
+                            n_layers=S.layers, max_len=80, decoder_block_fn=decoder_block)
 date_trainer = train(date_model, date_train, S.date_steps, date_val, eval_every=S.date_steps // 3)
 date_hits = exact_match(date_model, *date_test)
 print(f"held-out exact match on dates: {date_hits.float().mean():.2%} of {len(date_hits)}")
@@ -539,6 +557,9 @@ amla.checks.summary()
 #    short outputs?
 # 6. Reversing the digits of the result made addition easier to learn. Which input digits does output digit $k$
 #    depend on in each order? Would reversing the *operands* instead help as much?
+# 7. Your decoder block normalises x before the cross-attention but not the memory. Why does the memory need no
+#    LayerNorm of its own there, and what would change if the three branches were applied in another order (say,
+#    cross-attention first)?
 
 # %% [markdown] tags=["answer"]
 # 1. The queries come from the decoder (one per output position); the keys and values from the encoder's output,
@@ -567,6 +588,12 @@ amla.checks.summary()
 #    the model must work out before writing anything. Reversing the operands only changes where the input digits
 #    sit; the encoder can attend anywhere, so it would help much less: the order that matters is the order in which
 #    the decoder must *commit* to its output.
+# 7. The encoder ends with its own LayerNorm (pre-norm stacks put one after the last block), so the memory is
+#    already normalised once for every decoder block and every layer that reads it; normalising it again in each
+#    block would only add parameters. With cross-attention first, the first block's queries would come from the
+#    bare token embeddings, before any position has seen the tokens before it: it could ask the source only about
+#    its own token, not about the output written so far. Masked self-attention first lets each query carry its
+#    context, which is why every Transformer decoder uses this order.
 
 # %% [markdown]
 # **Next hour:** GPT, a decoder without an encoder, trained on text.

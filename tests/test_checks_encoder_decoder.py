@@ -1,8 +1,8 @@
-"""The self-checks of Hour 05: Exercise 5.1 (the decoder mask), 5.2 (label-smoothed cross-entropy) and 5.3 (one step
-of beam search).
+"""The self-checks of Hour 05: Exercise 5.2 (label-smoothed cross-entropy) and 5.3 (one step of beam search); 5.1
+(the decoder block) is in test_checks_decoder_block.py.
 
-Classes of wrong answers that cannot occur: 5.1 and 5.3 are not differentiable (a bool mask; scores chosen by
-topk, with integer indices), so there is no "right values, wrong gradient" answer for them.
+Classes of wrong answers that cannot occur: 5.3 is not differentiable (scores chosen by topk, with integer
+indices), so there is no "right values, wrong gradient" answer for it.
 """
 
 import math
@@ -13,123 +13,10 @@ import torch.nn.functional as F
 
 from amla.checks import encoder_decoder as C
 from amla.checks.encoder_decoder.beam_step import _beam_variant
-from amla.checks.encoder_decoder.decoder_mask import _mask_variant
 from amla.checks.encoder_decoder.label_smoothing import _smoothing_reference, _smoothing_variant
-from amla.transformers.attention import causal_mask
-from amla.transformers.encoder_decoder import beam_step, decoder_mask
+from amla.transformers.encoder_decoder import beam_step
 from amla.transformers.tasks import EOS_ID, PAD_ID
 from checks_support import fails, not_done, passes, raise_not_done
-
-# --- Exercise 5.1 ------------------------------------------------------------------------------------------
-
-
-def _mask(tgt_in):
-    t = tgt_in.shape[1]
-    causal = torch.ones(t, t, dtype=torch.bool, device=tgt_in.device).tril()
-    return causal & (tgt_in != PAD_ID)[:, None, None, :]
-
-
-def _mask_arange(tgt_in):  # j <= i from two aranges, the padding with .ne and unsqueeze
-    t = tgt_in.shape[1]
-    i = torch.arange(t)[:, None]
-    j = torch.arange(t)[None, :]
-    return ((j <= i)[None, None] & tgt_in.ne(PAD_ID).unsqueeze(1).unsqueeze(2))
-
-
-def _mask_loops(tgt_in):  # entry by entry
-    b, t = tgt_in.shape
-    out = torch.zeros(b, 1, t, t, dtype=torch.bool)
-    for n in range(b):
-        for i in range(t):
-            for j in range(i + 1):
-                out[n, 0, i, j] = bool(tgt_in[n, j] != PAD_ID)
-    return out
-
-
-def _mask_library(tgt_in):  # Hour 02's causal_mask, padding from .bool(), then expand
-    pad = tgt_in.bool()[:, None, None, :]
-    return (causal_mask(tgt_in.shape[1]) & pad).expand(tgt_in.shape[0], 1, tgt_in.shape[1], tgt_in.shape[1])
-
-
-@pytest.mark.parametrize("fn", [_mask, _mask_arange, _mask_loops, _mask_library, decoder_mask],
-                         ids=["tril", "arange", "loops", "causal_mask_expand", "reference"])
-def test_decoder_mask_accepts_correct_answers_written_differently(fn, capsys):
-    passes(C.check_decoder_mask, fn)
-    assert "the rest of this hour uses your `decoder_mask`" in capsys.readouterr().out.lower()
-
-
-def test_decoder_mask_not_done_returns_the_reference(capsys):
-    reference = not_done(C.check_decoder_mask, raise_not_done, capsys=capsys)
-    assert reference is decoder_mask
-    assert reference(torch.tensor([[1, 4, 0]])).shape == (1, 1, 3, 3)
-
-
-@pytest.mark.parametrize(
-    "variant, phrase",
-    [
-        (dict(causal="none"), "not causal"),
-        (dict(causal="triu"), "wrong way round"),
-        (dict(causal="strict"), "diagonal is masked"),
-        (dict(padding="none"), "padding is not masked"),
-        (dict(padding="queries"), "applied to the queries"),
-        (dict(invert=True), "mask is inverted"),
-        (dict(special=True), "<bos> and <eos> are treated as padding"),
-        (dict(heads=False), "head axis is missing"),
-    ],
-)
-def test_decoder_mask_names_the_known_mistakes(variant, phrase):
-    fails(C.check_decoder_mask, _mask_variant(**variant), match=phrase)
-
-
-def test_decoder_mask_notices_a_changed_input():
-    def writes_into_tgt_in(tgt_in):
-        real = tgt_in.ne_(PAD_ID).bool()  # ne_ overwrites tgt_in with 0/1
-        return _mask(tgt_in) & real[:, None, None, :]
-
-    fails(C.check_decoder_mask, writes_into_tgt_in, match=r"changed its argument `tgt_in` in place")
-
-
-def test_decoder_mask_refuses_the_wrong_dtype_and_type():
-    fails(C.check_decoder_mask, lambda tgt_in: _mask(tgt_in).int(),
-          match=r"mask has dtype torch\.int32, expected torch\.bool \(a mask is bool")
-    fails(C.check_decoder_mask, lambda tgt_in: _mask(tgt_in).float(), match=r"dtype torch\.float32, expected torch\.bool")
-    fails(C.check_decoder_mask, lambda tgt_in: _mask(tgt_in).tolist(), match=r"should be a tensor")
-    fails(C.check_decoder_mask, lambda tgt_in: None, match=r"returned None")
-
-
-def test_decoder_mask_catches_a_bug_on_an_edge_input_only():
-    def assumes_right_padding(tgt_in):  # the padding from the lengths: only right for padding at the end
-        t = tgt_in.shape[1]
-        lengths = (tgt_in != PAD_ID).sum(1, keepdim=True)
-        real = torch.arange(t)[None, :] < lengths
-        return torch.ones(t, t, dtype=torch.bool).tril() & real[:, None, None, :]
-
-    fails(C.check_decoder_mask, assumes_right_padding, match=r"^Exercise 5\.1 .*: with left padding")
-
-    def squeezes(tgt_in):  # .squeeze(-1) "tidies up" a key axis of size 1, which exists only when T = 1
-        return _mask(tgt_in).squeeze(-1)
-
-    fails(C.check_decoder_mask, squeezes, match=r"with a single position \(T = 1.*has shape")
-
-
-def test_decoder_mask_diagnoses_by_property_when_no_known_mistake_matches():
-    def batch_padding(tgt_in):  # a key counts as padding only where it is padding in every row
-        return _mask(tgt_in) | (causal_mask(tgt_in.shape[1]) & (tgt_in != PAD_ID).any(0))
-
-    fails(C.check_decoder_mask, batch_padding, match=r"'no query attends a padded key' does not hold")
-
-    def hides_eos(tgt_in):  # <eos> treated as padding (but <bos> kept)
-        return _mask(tgt_in) & (tgt_in != EOS_ID)[:, None, None, :]
-
-    fails(C.check_decoder_mask, hides_eos, match=r"'every real position may attend to itself' does not hold")
-
-    def hides_big_ids(tgt_in):  # a made-up rule: keys with an id above 20 are hidden, except from themselves
-        hidden = _mask(tgt_in) & (tgt_in <= 20)[:, None, None, :]
-        itself = torch.eye(tgt_in.shape[1], dtype=torch.bool) & (tgt_in != PAD_ID)[:, None, None, :]
-        return hidden | itself
-
-    fails(C.check_decoder_mask, hides_big_ids, match=r"'the mask depends only on where the padding is' does not hold")
-
 
 # --- Exercise 5.2 ------------------------------------------------------------------------------------------
 
@@ -453,13 +340,3 @@ def test_beam_step_diagnoses_by_property_when_no_known_mistake_matches():
         return best, parent, token.masked_fill(finished.gather(1, parent), EOS_ID)
 
     fails(C.check_beam_step, eos_after_eos, match=r"'new_scores\[b, k\] = scores\[b, parent\] \+ log_probs")
-
-
-def test_beam_step_check_is_quick():
-    import time
-
-    start = time.perf_counter()
-    C.check_beam_step(beam_step)
-    C.check_decoder_mask(decoder_mask)
-    C.check_label_smoothing(_smoothing_reference)
-    assert time.perf_counter() - start < 10

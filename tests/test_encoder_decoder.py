@@ -16,6 +16,7 @@ from amla.transformers.encoder_decoder import (
     beam_search,
     beam_step,
     cross_attention_maps,
+    decoder_block,
     decoder_mask,
     exact_match,
     greedy_decode,
@@ -194,12 +195,12 @@ def test_greedy_and_beam_search():
 
 
 def _fit(steps=15, **hooks):
-    """A tiny model trained for a few steps, with the given hooks (decoder_mask_fn, loss); its parameters."""
+    """A tiny model trained for a few steps, with the given hooks (decoder_block_fn, loss); its parameters."""
     task = addition_task(400, 10, 10, max_digits=2, reverse=True, seed=0)
     src, tgt = task.train.tensors(task.src_vocab, task.tgt_vocab)
     amla.seed_everything(0)
     model = EncoderDecoder(len(task.src_vocab), len(task.tgt_vocab), d_model=16, n_heads=2, n_layers=1, max_len=16,
-                           **({"decoder_mask_fn": hooks["decoder_mask_fn"]} if "decoder_mask_fn" in hooks else {}))
+                           **({"decoder_block_fn": hooks["decoder_block_fn"]} if "decoder_block_fn" in hooks else {}))
     loss_fn = functools.partial(translation_loss, smoothing=0.1, **({"loss": hooks["loss"]} if "loss" in hooks else {}))
     config = amla.TrainConfig(max_steps=steps, batch_size=32, lr=3e-3, progress=False)
     amla.Trainer(model, (src, tgt), config, loss_fn=loss_fn, device="cpu").fit()
@@ -208,36 +209,37 @@ def _fit(steps=15, **hooks):
 
 def test_training_through_the_hooks_with_the_references_is_bit_for_bit_the_default():
     default = _fit()
-    hooked = _fit(decoder_mask_fn=decoder_mask, loss=label_smoothed_cross_entropy)
+    hooked = _fit(decoder_block_fn=decoder_block, loss=label_smoothed_cross_entropy)
     assert default.keys() == hooked.keys() and all(torch.equal(default[k], hooked[k]) for k in default)
 
 
-def test_decoder_mask_fn_is_used_and_defaults_to_decoder_mask():
+def test_decoder_block_fn_is_used_for_every_block_but_not_for_the_attention_maps():
     calls = []
 
-    def counting(tgt_in):
+    def counting(block, x, memory, src_mask, tgt_in):
         calls.append(tuple(tgt_in.shape))
-        return decoder_mask(tgt_in)
+        return decoder_block(block, x, memory, src_mask, tgt_in)
 
     src = torch.tensor([[3, 4, 5, 6], [7, 8, PAD_ID, PAD_ID]])
     tgt = torch.tensor([[3, 4, 5, EOS_ID], [6, EOS_ID, PAD_ID, PAD_ID]])
-    plain, hooked = _model(), _model(decoder_mask_fn=counting)
-    assert plain.decoder_mask_fn is decoder_mask
-    assert torch.equal(plain(src, tgt), hooked(src, tgt)) and calls == [(2, 4)]
+    plain, hooked = _model(), _model(decoder_block_fn=counting)
+    assert plain.decoder_block_fn is None
+    assert torch.allclose(plain(src, tgt), hooked(src, tgt), atol=1e-6) and calls == [(2, 4)] * len(hooked.decoder)
     assert torch.equal(greedy_decode(plain, src, 5), greedy_decode(hooked, src, 5))
-    # a mask that lets every position see the future changes the logits of the earlier positions
-    leaky = _model(decoder_mask_fn=lambda t: torch.ones(t.shape[0], 1, t.shape[1], t.shape[1], dtype=torch.bool))
-    assert not torch.allclose(leaky(src, tgt)[:, 0], plain(src, tgt)[:, 0])
+    calls.clear()
+    memory, mask = hooked.encode(src)
+    _, weights = hooked.decode(shift_right(tgt), memory, mask, need_weights=True)  # the blocks' own forward pass
+    assert calls == [] and weights.shape == (2, len(hooked.decoder), 2, 4, 4)
 
 
-def test_decoder_mask_fn_bad_input_gives_one_line_errors():
-    with pytest.raises(TypeError, match=r"^EncoderDecoder: decoder_mask_fn must be a function .* got int$"):
-        _model(decoder_mask_fn=3)
+def test_decoder_block_fn_bad_input_gives_one_line_errors():
+    with pytest.raises(TypeError, match=r"^EncoderDecoder: decoder_block_fn must be a function .* got int$"):
+        _model(decoder_block_fn=3)
     src, tgt = torch.tensor([[3, 4]]), torch.tensor([[5, EOS_ID]])
-    for bad, what in [(lambda t: decoder_mask(t).int(), r"torch\.int32"), (lambda t: decoder_mask(t)[:, 0], r"\(1, 2, 2\)"),
-                      (lambda t: decoder_mask(t).tolist(), "got list")]:
-        with pytest.raises(ValueError, match=r"decoder_mask_fn\(tgt_in\) must return a bool mask \(1, 1, 2, 2\)") as info:
-            _model(decoder_mask_fn=bad)(src, tgt)
+    for bad, what in [(lambda *a: decoder_block(*a).double(), r"torch\.float64"),
+                      (lambda *a: decoder_block(*a)[:, :1], r"\(1, 1, "), (lambda *a: None, "got None")]:
+        with pytest.raises(ValueError, match=r"decoder_block_fn must return x's \(1, 2, \d+\) torch.float32") as info:
+            _model(decoder_block_fn=bad)(src, tgt)
         assert "\n" not in str(info.value)
         assert re.search(what, str(info.value))
 

@@ -4,7 +4,8 @@
   ``[B, 1, T, T]``), both bool with True = may attend.
 - ``EncoderDecoder``: a ``TransformerEncoder`` over the source; a decoder of ``TransformerBlock``\\ s
   with causal self-attention and **cross-attention** (queries from the decoder, keys and values
-  from the encoder's output, the *memory*); a linear layer to the target vocabulary.
+  from the encoder's output, the *memory*); a linear layer to the target vocabulary. ``decoder_block`` is one
+  decoder block's forward pass written out (its mask, then the three pre-norm residual branches).
 - ``label_smoothed_cross_entropy``: the loss of Vaswani et al. (2017), equal to
   ``F.cross_entropy(..., label_smoothing=eps, ignore_index=PAD_ID)``; ``translation_loss`` is the
   ``loss_fn`` for ``amla.Trainer`` (teacher forcing).
@@ -12,7 +13,7 @@
   ``exact_match``; ``cross_attention_maps`` for ``amla.views.AttentionViewer``.
 
 The exercises of Hour 05 plug in through explicit, optional parameters (the default is the function of this
-module): ``EncoderDecoder(..., decoder_mask_fn=...)`` (Exercise 5.1), ``translation_loss(..., loss=...)``
+module): ``EncoderDecoder(..., decoder_block_fn=...)`` (Exercise 5.1), ``translation_loss(..., loss=...)``
 (Exercise 5.2), ``beam_search(..., beam_step_fn=...)`` and ``exact_match(..., beam_step_fn=...)`` (Exercise 5.3).
 """
 
@@ -38,6 +39,7 @@ __all__ = [
     "beam_search",
     "beam_step",
     "cross_attention_maps",
+    "decoder_block",
     "decoder_mask",
     "exact_match",
     "greedy_decode",
@@ -68,7 +70,20 @@ def decoder_mask(tgt_in: Tensor) -> Tensor:
     return causal_mask(t, device=tgt_in.device) & (tgt_in != PAD_ID)[:, None, None, :]
 
 
-MaskFn = Callable[[Tensor], Tensor]
+def decoder_block(block: TransformerBlock, x: Tensor, memory: Tensor, src_mask: Tensor, tgt_in: Tensor) -> Tensor:
+    """One pre-norm decoder block on ``x [B, T, d]``: causal self-attention (masked by ``decoder_mask(tgt_in)``),
+    cross-attention from ``x`` to ``memory [B, S, d]`` (masked by ``src_mask [B, 1, S]``), the feed-forward net; each
+    branch ``x = x + drop(f(norm(x)))``. The same computation as ``block(x, decoder_mask(tgt_in), memory, src_mask)``.
+    """
+    mask = decoder_mask(tgt_in)
+    x = x + block.drop(block.self_attn(block.norm1(x), None, mask)[0])
+    x = x + block.drop(block.cross_attn(block.norm_cross(x), memory, src_mask)[0])
+    if block.ff is None:  # a block built with d_ff=0 has no feed-forward branch
+        return x
+    return x + block.drop(block.ff(block.norm2(x)))
+
+
+DecoderBlockFn = Callable[[TransformerBlock, Tensor, Tensor, Tensor, Tensor], Tensor]
 LossFn = Callable[[Tensor, Tensor, float], Tensor]
 BeamStepFn = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tensor]]
 
@@ -80,16 +95,15 @@ def shift_right(tgt: Tensor) -> Tensor:
     return torch.cat([bos, tgt[:, :-1]], dim=1)
 
 
-def _checked_mask(mask_fn: MaskFn, tgt_in: Tensor) -> Tensor:
-    """``mask_fn(tgt_in)``, with a one-line error when it is not a bool ``[B, 1, T, T]`` on ``tgt_in``'s device."""
-    mask = mask_fn(tgt_in)
-    want = (tgt_in.shape[0], 1, tgt_in.shape[1], tgt_in.shape[1])
-    if not isinstance(mask, Tensor) or mask.dtype != torch.bool or tuple(mask.shape) != want \
-            or mask.device != tgt_in.device:
-        got = f"{shape_text(mask)} {mask.dtype} on {mask.device}" if isinstance(mask, Tensor) else shape_text(mask)
-        raise ValueError(f"EncoderDecoder.decode: decoder_mask_fn(tgt_in) must return a bool mask {want} "
-                         f"on {tgt_in.device}, got {got}")
-    return mask
+def _checked_block(fn: DecoderBlockFn, block: TransformerBlock, x: Tensor, memory: Tensor, src_mask: Tensor,
+                   tgt_in: Tensor) -> Tensor:
+    """``fn(block, x, memory, src_mask, tgt_in)``, with a one-line error when it does not return x's shape and dtype."""
+    out = fn(block, x, memory, src_mask, tgt_in)
+    if not isinstance(out, Tensor) or out.shape != x.shape or out.dtype != x.dtype:
+        got = f"{shape_text(out)} {out.dtype}" if isinstance(out, Tensor) else shape_text(out)
+        raise ValueError(f"EncoderDecoder.decode: decoder_block_fn must return x's {tuple(x.shape)} {x.dtype}, "
+                         f"got {got}")
+    return out
 
 
 # --- the model --------------------------------------------------------------------------------------
@@ -99,19 +113,22 @@ class EncoderDecoder(nn.Module):
     """Encoder (``TransformerEncoder``) + decoder (causal self-attention, cross-attention, feed-forward) + output layer.
 
     Pre-norm blocks, a final LayerNorm on each side. Positions: ``"sinusoidal"`` or ``"learned"``
-    (added to the embeddings; the same kind on both sides). ``decoder_mask_fn(tgt_in) -> bool [B, 1, T, T]``
-    builds the decoder's self-attention mask (default: ``decoder_mask``; Exercise 5.1 passes the student's).
+    (added to the embeddings; the same kind on both sides). ``decoder_block_fn(block, x, memory, src_mask, tgt_in)
+    -> x`` runs each decoder block (Exercise 5.1 passes the student's ``decoder_block``; default: the block's own
+    forward pass, the same computation). Pre-norm only, as the blocks here are. The cross-attention weights that
+    ``need_weights`` asks for come from the blocks' own forward pass.
     """
 
     def __init__(self, src_vocab: int, tgt_vocab: int, d_model: int = 64, n_heads: int = 4, n_layers: int = 2,
                  n_dec_layers: int | None = None, d_ff: int | None = None, dropout: float = 0.0,
                  max_len: int = 128, pos: Literal["sinusoidal", "learned"] = "sinusoidal",
-                 decoder_mask_fn: MaskFn | None = None) -> None:
+                 decoder_block_fn: DecoderBlockFn | None = None) -> None:
         super().__init__()
         if pos not in ("sinusoidal", "learned"):
             raise ValueError(f"EncoderDecoder: pos must be 'sinusoidal' or 'learned', got {pos!r}")
-        check_hook("EncoderDecoder", "decoder_mask_fn", decoder_mask_fn, "decoder_mask(tgt_in) -> bool [B, 1, T, T]")
-        self.decoder_mask_fn: MaskFn = decoder_mask if decoder_mask_fn is None else decoder_mask_fn
+        check_hook("EncoderDecoder", "decoder_block_fn", decoder_block_fn,
+                   "decoder_block(block, x, memory, src_mask, tgt_in) -> x")
+        self.decoder_block_fn = decoder_block_fn
         d_ff = 4 * d_model if d_ff is None else d_ff
         n_dec_layers = n_layers if n_dec_layers is None else n_dec_layers
         self.max_len = max_len
@@ -141,9 +158,13 @@ class EncoderDecoder(nn.Module):
         if tgt_in.shape[1] > self.max_len:
             raise ValueError(f"EncoderDecoder: target length {tgt_in.shape[1]} exceeds max_len={self.max_len}")
         x = self.drop(self.tgt_pos(self.tgt_embed(tgt_in)))
-        self_mask = _checked_mask(self.decoder_mask_fn, tgt_in)  # causal + target padding, [B, 1, T, T]
+        hook = None if need_weights else self.decoder_block_fn
+        self_mask = decoder_mask(tgt_in) if hook is None else None  # causal + target padding, [B, 1, T, T]
         cross = []
         for block in self.decoder:
+            if hook is not None:
+                x = _checked_block(hook, block, x, memory, src_mask, tgt_in)
+                continue
             x, _, w = block(x, self_mask, memory, src_mask, need_weights=need_weights)
             cross.append(w)
         logits = self.out(self.dec_norm(x))
