@@ -23,7 +23,8 @@ device = amla.setup(hour=4, seed=0)  # picks cuda > mps > cpu, seeds, prints the
 # - explain why attention alone is **permutation-equivariant**, and add positions three ways: **sinusoidal**,
 #   **learned**, and **rotary (RoPE)**, the modern default;
 # - assemble a **Transformer block** from LayerNorm, residual connections, a feed-forward net and dropout, in the
-#   **pre-norm** and the **post-norm** arrangement, and measure why pre-norm won;
+#   **pre-norm** and the **post-norm** arrangement, and measure why pre-norm won, and what the feed-forward net
+#   contributes by training without it;
 # - train an encoder to reverse held-out sequences perfectly, read its attention maps **head by head**, and test
 #   what a map suggests by **removing heads**.
 #
@@ -41,12 +42,12 @@ device = amla.setup(hour=4, seed=0)  # picks cuda > mps > cpu, seeds, prints the
 #
 # `amla.checks.summary()` at the end lists which exercises you have done.
 #
-# **Runtime** (whole notebook, measured with `amla bench 04` on an idle 2-core CPU): smoke profile about 13 s,
-# cpu profile about 100 s (99 s and 100 s measured in two runs, 127 s on a slower day; the reversal model itself
-# trains in about 6 s, and most of the rest is the position-encoding comparison and the three deep stacks of
-# section 6). On a machine whose cores are busy with other jobs the same run took up to 16 min: torch's threads
-# compete badly for shared cores. The `gpu` profile
-# trains a wider model on longer sequences.
+# **Runtime** (whole notebook, measured with `amla bench 04` on an idle 2-core CPU): smoke profile about 10 s,
+# cpu profile about 2 min (119 s and 120 s measured in two runs; the reversal model itself trains in about 6 s,
+# and most of the rest is the position-encoding comparison, the feed-forward ablation at the end of section 4 and
+# the three deep stacks of section 6). On a machine whose cores are busy with other jobs the same run took up to
+# 16 min: torch's threads compete badly for shared cores. The `gpu` profile trains a wider model on longer
+# sequences.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. From one head to many
@@ -348,7 +349,8 @@ for offset in (0, 3, -5):
 #
 # **The feed-forward net** is a two-layer MLP applied to every position separately, usually 4 times wider than $d$:
 # $\operatorname{FFN}(x) = W_2\,\operatorname{GELU}(W_1 x + b_1) + b_2$. Attention mixes information *between*
-# positions, the FFN transforms it *within* each one; most of a Transformer's parameters sit here.
+# positions, the FFN transforms it *within* each one; most of a Transformer's parameters sit here (section 4
+# counts them, and trains the model without its FFNs).
 #
 # **Dropout** zeroes a random fraction of activations while training (and scales up the rest); in a block it is
 # applied to the attention weights and to each branch before the residual sum. In `model.eval()` it is off.
@@ -461,9 +463,9 @@ print(f"the reversal model runs {author('4.1')} mha_forward, {author('4.3')} blo
 
 
 class Reverser(nn.Module):
-    def __init__(self, pos="sinusoidal", layers=S.layers, norm_first=True, functions=None):
+    def __init__(self, pos="sinusoidal", layers=S.layers, norm_first=True, functions=None, d_ff=S.d_ff):
         super().__init__()
-        self.encoder = TransformerEncoder(len(vocab), S.d_model, S.heads, layers, S.d_ff, S.length,
+        self.encoder = TransformerEncoder(len(vocab), S.d_model, S.heads, layers, d_ff, S.length,
                                           norm_first=norm_first, pos=pos, functions=functions)
         self.head = nn.Linear(S.d_model, len(vocab))
 
@@ -509,6 +511,91 @@ print(f"held-out: {test_seq_acc:.2%} of {len(x_test)} sequences reversed exactly
 predictions = model(x_test[:5].to(device)).argmax(-1).cpu()
 for s, p in zip(task.test.sources[:5], predictions):
     print(f"{s} -> {vocab.decode(p)}")
+
+# %% [markdown]
+# ### What the feed-forward net is for
+#
+# A block has two branches, and they do different work. **Attention** is the only place where positions exchange
+# information: each output is a weighted sum of the values at the positions it attends to. The **feed-forward
+# net** (FFN) is two linear layers with a non-linearity between them, $\operatorname{FFN}(x) =
+# W_2\,\operatorname{GELU}(W_1 x + b_1) + b_2$ with $W_1 \in \mathbb{R}^{d_{ff} \times d}$, applied to **every
+# position on its own** (the same weights at every position): it computes on what a position already holds and
+# moves nothing between positions. It is also where the parameters are: $2 d\, d_{ff} + d_{ff} + d$ of them
+# against $4d^2 + 4d$ for the attention, so at the usual $d_{ff} = 4d$ it holds two thirds of a block (this hour's
+# models use $d_{ff} = 2d$: half).
+#
+# Reversal is pure **routing**: output $i$ is a copy of input token $T - 1 - i$, and nothing has to be computed on
+# a token. *The prediction:* attention alone can do it. The query at position $i$ must find the key at
+# $T - 1 - i$, and with sinusoidal positions $PE_{T-1-i}$ is a fixed linear function of $PE_i$ (each sine-cosine
+# pair is reflected: with $c = T - 1$, $\sin(\omega(c - i)) = \sin\omega c \cos\omega i - \cos\omega c
+# \sin\omega i$), which the query projection can learn; copying the token found there is the job of $W_V$, $W_O$
+# and the output layer. So the model should still learn to reverse without its FFNs, perhaps more slowly.
+#
+# The test: the same encoder, data, number of steps and seed, with $d_{ff} = 0$ (no FFN at all), with this hour's
+# $d_{ff}$ (the model above) and with $4d$. Without the FFNs the model has about half the parameters, so a worse
+# result could just mean a smaller model: one more run without FFNs but with twice as many blocks has as many
+# parameters as the model above, all of them in attention. `TransformerBlock(..., d_ff=0)` (and
+# `TransformerEncoder(..., d_ff=0)`) builds blocks without the FFN branch and its LayerNorm. The new runs use the
+# package's modules: your `block_forward` calls `block.ff`, so the package refuses it a block that has none.
+
+# %%
+def ffn_parameters(model):
+    """Parameters of the model's feed-forward nets, and their share of the first block's parameters."""
+    blocks = model.encoder.blocks
+    ffn = sum(p.numel() for block in blocks if block.ff is not None for p in block.ff.parameters())
+    first = blocks[0].ff
+    share = 0 if first is None else sum(p.numel() for p in first.parameters()) / sum(
+        p.numel() for p in blocks[0].parameters())
+    return ffn, share
+
+
+ffn_setups = {  # key: (label, blocks, d_ff)
+    "none": ("no FFN", S.layers, 0),
+    "hour": (f"d_ff = {S.d_ff} (the model above)", S.layers, S.d_ff),
+    "4d": (f"d_ff = 4d = {4 * S.d_model}", S.layers, 4 * S.d_model),
+    "none_deep": (f"no FFN, {2 * S.layers} blocks", 2 * S.layers, 0),
+}
+ffn_results = {}
+print(f"{'':>28} {'blocks':>6} {'parameters':>10} {'FFN':>7} {'FFN/block':>9} {'sequences':>9} {'tokens':>7}  "
+      "validation sequences at each evaluation")
+for key, (label, layers, d_ff) in ffn_setups.items():
+    if key == "hour":
+        variant, run, (seq, tok) = model, trainer, (test_seq_acc, test_token_acc)
+    else:
+        amla.seed_everything(0)
+        variant = Reverser(layers=layers, d_ff=d_ff)
+        run = train(variant, quiet=True)
+        seq, tok = accuracy(variant, x_test, y_test)
+    params = sum(p.numel() for p in variant.parameters())
+    ffn, share = ffn_parameters(variant)
+    curve = [r["val_seq_acc"] for r in run.history.eval]
+    ffn_results[key] = dict(params=params, seq=seq, tok=tok,
+                            first_perfect=next((r["step"] for r in run.history.eval if r["val_seq_acc"] == 1.0), None))
+    print(f"{label:>28} {layers:>6} {params:>10,} {ffn:>7,} {share:>9.1%} {seq:>9.2%} {tok:>7.2%}  "
+          + " ".join(f"{c:.1%}" for c in curve))
+for key, r in ffn_results.items():
+    reached = "not within the run" if r["first_perfect"] is None else f"after {r['first_perfect']} steps"
+    print(f"{ffn_setups[key][0]:>28}: validation first at 100 % {reached}")
+
+# %% [markdown]
+# On the course machine, cpu profile (300 steps, evaluations every 50; the table above prints your run's numbers):
+# - **Without FFNs** the model (35,341 parameters, about half of the 68,749 of the model above) gets 99.18 % of the
+#   held-out tokens right but only 90.95 % of the whole sequences, and its validation accuracy is still climbing at
+#   the last evaluation (88.6 %). The routing is there; it is learned more slowly. On the course machine, cpu
+#   profile, the same FFN-less model trained for 600 steps instead of 300 reversed 99.8 % of the held-out sequences
+#   (and 99.95 % after 1200).
+# - **$d_{ff} = 2d$ and $4d$** both reverse 100 % and are first at 100 % on validation after 150 steps: the
+#   wider FFNs of $4d$ (101,773 parameters; the FFN then holds 66.2 % of each block instead of 49.5 %) buy nothing
+#   here.
+# - **Without FFNs but with 4 blocks** (68,877 parameters, as many as the model above, all in attention): 98.65 %.
+#   Part of the gap was size, but not all of it: parameter for parameter, the model with FFNs learns this task
+#   faster.
+#
+# So reversal does not need the FFN: attention moves the tokens, and there is nothing to compute on any of them.
+# The FFN still made training faster; a likely reason is that the first block's FFN can rework each position's
+# vector (its token and its position code are summed into one vector) into queries and keys the second block's
+# lookup can use, work that otherwise falls to the attention projections alone. A task that does compute on the
+# tokens needs the FFN more; question 10 asks which.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Which positions?
@@ -684,6 +771,11 @@ amla.report(
     token_acc_pos_none=position_results["none"][1],
     **{f"deep_seq_acc_{key}": acc[0] for key, (_, acc) in deep_runs.items()},
     **{f"deep_final_loss_{key}": run.history.train[-1]["loss"] for key, (run, _) in deep_runs.items()},
+    **{f"ffn_seq_acc_{key}": r["seq"] for key, r in ffn_results.items()},
+    **{f"ffn_token_acc_{key}": r["tok"] for key, r in ffn_results.items()},
+    **{f"ffn_params_{key}": r["params"] for key, r in ffn_results.items()},
+    **{f"ffn_steps_to_100_val_{key}": r["first_perfect"] if r["first_perfect"] is not None else "not reached"
+       for key, r in ffn_results.items()},
     mirror_mass_best_head=mirror_mass.max().item(),
     **{f"ablate_layer{layer}_min_single": min(alone) for layer, (alone, _) in ablation.items()},
     **{f"ablate_layer{layer}_max_single": max(alone) for layer, (alone, _) in ablation.items()},
@@ -715,6 +807,9 @@ amla.checks.summary()
 # 8. Name two things the final LayerNorm of a pre-norm stack is for.
 # 9. Removing any one second-layer head barely changes the accuracy, removing all four destroys it. Does that make
 #    each of those heads unimportant? What does zeroing a head's output assume, and what could you do instead?
+# 10. Without its feed-forward nets the reversal model still got over 99 % of the tokens right, though fewer whole
+#     sequences in the same number of steps. Why can attention alone reverse? Which task on the same digits would
+#     you expect to need the FFN, and why can the output layer not do its work?
 
 # %% [markdown] tags=["answer"]
 # 1. $4 d^2 + 4d = 4 \cdot 512^2 + 2048 = 1{,}050{,}624$, the same for 16 heads: the heads share the $d$ features
@@ -752,6 +847,18 @@ amla.checks.summary()
 #    so the damage may partly come from the unusual input rather than from the missing information. Replacing the
 #    head's output by its *mean* over many inputs (mean ablation) keeps the typical value and removes only the
 #    information that depends on the input.
+# 10. Reversal is routing: each output is the token of one other position, copied. Attention is made for that: the
+#     query at $i$ finds the key at $T - 1 - i$ (a linear function of the position codes), and the value, the
+#     output projection and the output layer carry the token there. Nothing has to be computed *on* a token, and
+#     that is what the FFN is for: it transforms each position's vector on its own. A function of one token (map
+#     each digit to another digit) does not need it either: the embedding and the output layer can learn any
+#     table. What needs it is a non-linear function of several tokens gathered at one position, e.g. output
+#     $(x_i + x_{T-1-i}) \bmod 10$, or whether two digits are equal. Attention hands the position a weighted *sum*
+#     of value vectors, and a linear output layer turns a sum into a sum of logits, one part per token: it can add
+#     up evidence from each digit, but not express "the answer depends on the pair" (already for two symbols, no
+#     $f(a) + g(b)$ is positive exactly when $a \ne b$: adding the two cases $a = b$ and the two cases $a \ne b$
+#     gives the same sum). The GELU of the FFN, applied to the gathered vector, can. (LayerNorm and the softmax are
+#     non-linear too, but they are not made to compute such functions.)
 
 # %% [markdown]
 # **Next hour:** the encoder-decoder Transformer: a causal decoder with cross-attention to this hour's encoder.

@@ -254,6 +254,36 @@ def test_feed_forward_shape():
     assert FeedForward(8, 32)(torch.randn(2, 3, 8)).shape == (2, 3, 8)
 
 
+@pytest.mark.parametrize("norm_first", [True, False])
+def test_block_with_d_ff_0_has_no_feed_forward_branch(norm_first):
+    torch.manual_seed(0)
+    block = TransformerBlock(8, 2, 0, norm_first=norm_first).eval()
+    assert block.ff is None and block.norm2 is None
+    assert not any(name.startswith(("ff.", "norm2.")) for name in block.state_dict())
+    attention_only = sum(p.numel() for m in (block.self_attn, block.norm1) for p in m.parameters())
+    assert sum(p.numel() for p in block.parameters()) == attention_only == 4 * 8 * 8 + 4 * 8 + 2 * 8
+    x = torch.randn(2, 5, 8, requires_grad=True)
+    y, w, _ = block(x, need_weights=True)
+    expected = x + block.self_attn(block.norm1(x))[0] if norm_first else block.norm1(x + block.self_attn(x)[0])
+    torch.testing.assert_close(y, expected, atol=1e-6, rtol=1e-5)
+    assert w.shape == (2, 2, 5, 5)
+    y.sum().backward()
+    assert x.grad is not None and all(p.grad is not None for p in block.parameters())
+
+
+def test_encoder_with_d_ff_0_drops_exactly_the_feed_forward_parameters():
+    d, d_ff, layers = 16, 32, 3
+    full = TransformerEncoder(11, d, 4, layers, d_ff, 10)
+    attention_only = TransformerEncoder(11, d, 4, layers, 0, 10).eval()
+    def n(module):
+        return sum(p.numel() for p in module.parameters())
+
+    assert n(full) - n(attention_only) == layers * (2 * d * d_ff + d_ff + d + 2 * d)  # two Linears and norm2
+    assert all(block.ff is None for block in attention_only.blocks)
+    h, w = attention_only(torch.randint(0, 11, (2, 7)), need_weights=True)
+    assert h.shape == (2, 7, d) and w.shape == (layers, 2, 4, 7, 7)
+
+
 # --- bad input ---------------------------------------------------------------------------------------
 
 
@@ -276,6 +306,10 @@ def test_feed_forward_shape():
     (lambda: TransformerEncoder(5, 8, 2, 1, 16, 6)(torch.zeros(1, 7, dtype=torch.long)), "exceeds max_len=6"),
     (lambda: TransformerEncoder(5, 8, 2, 1, 16, 6)(torch.zeros(1, 4)), "integer ids"),
     (lambda: TransformerEncoder(5, 8, 2, 1, 16, 6, pos="alibi"), "pos must be"),
+    (lambda: TransformerBlock(8, 2, -1), r"d_ff must be an int >= 0 \(0: no feed-forward branch\), got -1"),
+    (lambda: TransformerBlock(8, 2, 16.0), r"d_ff must be an int >= 0 .*, got 16\.0"),
+    (lambda: TransformerEncoder(5, 8, 2, 1, True, 6), r"d_ff must be an int >= 0 .*, got True"),
+    (lambda: FeedForward(8, 0), "FeedForward: d_ff must be an int >= 1, got 0"),
 ])
 def test_bad_input_gives_one_line_errors(call, match):
     with pytest.raises((ValueError, TypeError), match=match) as info:
@@ -444,6 +478,9 @@ def _returns_wrong_shape(block, x, mask=None):
      "block_forward knows no cross-attention"),
     (lambda: TransformerBlock(8, 2, 16, block_forward=block_forward)(torch.randn(2, 3, 8), rope=RotaryEmbedding(4, 8)),
      "block_forward knows no rope"),
+    (lambda: TransformerBlock(8, 2, 0, block_forward=block_forward), "block_forward uses block.ff, but d_ff=0"),
+    (lambda: TransformerEncoder(5, 8, 2, 1, 0, 6, functions=TransformerFunctions(block_forward=block_forward)),
+     "block_forward uses block.ff, but d_ff=0 builds no feed-forward branch"),
     (lambda: TransformerBlock(8, 2, 16, 0.1, block_forward=block_forward).train()(torch.randn(2, 3, 8)),
      r"block_forward applies no dropout, but dropout=0\.1"),
     (lambda: TransformerBlock(8, 2, 16, block_forward=block_forward)(torch.randn(2, 3, 8), memory=torch.randn(2, 4, 8)),

@@ -43,7 +43,7 @@ class TransformerEncoder(nn.Module):
 
     With ``norm_first`` a final LayerNorm follows the last block (pre-norm leaves the residual stream
     un-normalised). ``forward(tokens, mask=None, need_weights=False)`` returns ``(hidden [B, T, d_model],
-    weights [L, B, H, T, T] or None)``.
+    weights [L, B, H, T, T] or None)``. ``d_ff=0``: blocks without their feed-forward branch (attention only).
 
     ``functions``: a ``TransformerFunctions`` whose set fields replace the package's attention (every block's
     ``mha_forward``), block (``block_forward``) and sinusoidal table (``sinusoidal_encoding``); see

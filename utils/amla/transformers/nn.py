@@ -6,9 +6,10 @@
   ``torch.nn.functional.scaled_dot_product_attention`` (fast); ``need_weights=True`` runs
   ``amla.transformers.attention.scaled_dot_product_attention`` and returns the weights ``[B, H, Tq, Tk]``; same
   output.
-- ``FeedForward`` (Linear, GELU, Linear), ``TransformerBlock`` (pre-norm or post-norm, optional cross-attention).
+- ``FeedForward`` (Linear, GELU, Linear), ``TransformerBlock`` (pre-norm or post-norm, optional cross-attention;
+  ``d_ff=0`` leaves out the feed-forward branch, for Hour 04's ablation).
   The positions are in ``amla.transformers.positions``, the whole encoder in ``amla.transformers.encoder``.
-- ``mha_forward``, ``block_forward``: the reference forward passes of Exercises 4.2 and 4.4. A student's versions
+- ``mha_forward``, ``block_forward``: the reference forward passes of Exercises 4.1 and 4.3. A student's versions
   plug in through explicit, optional parameters (default None: the package's own path):
   ``MultiHeadAttention(..., mha_forward=fn)`` and ``TransformerBlock(..., block_forward=fn, mha_forward=fn)``.
 
@@ -216,6 +217,7 @@ class FeedForward(nn.Module):
 
     def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0) -> None:
         super().__init__()
+        check_int("FeedForward", "d_ff", d_ff)
         self.net = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_ff, d_model))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -244,6 +246,9 @@ class TransformerBlock(nn.Module):
     pass when given; it knows no cross-attention (refused here), rope or dropout (refused in ``forward``), and
     ``is_causal`` reaches it folded into a bool mask. ``mha_forward`` goes to the block's attention layers
     (see ``MultiHeadAttention``).
+
+    ``d_ff=0`` builds the block without its feed-forward branch (``ff`` and ``norm2`` are None): attention only,
+    ``x + attn(norm1(x))`` or ``norm1(x + attn(x))``. ``block_forward`` needs the branch, so it is refused then.
     """
 
     def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float = 0.0, *, norm_first: bool = True,
@@ -251,9 +256,14 @@ class TransformerBlock(nn.Module):
                  mha_forward: MhaForward | None = None) -> None:
         super().__init__()
         check_hook("TransformerBlock", "block_forward", block_forward, "block_forward(block, x, mask) -> x")
+        if not isinstance(d_ff, int) or isinstance(d_ff, bool) or d_ff < 0:
+            raise ValueError(f"TransformerBlock: d_ff must be an int >= 0 (0: no feed-forward branch), got {d_ff!r}")
         if block_forward is not None and cross_attention:
             raise ValueError("TransformerBlock: block_forward knows no cross-attention; build the block without "
                              "cross_attention, or without block_forward")
+        if block_forward is not None and d_ff == 0:
+            raise ValueError("TransformerBlock: block_forward uses block.ff, but d_ff=0 builds no feed-forward branch; "
+                             "use d_ff >= 1, or no block_forward")
         self.norm_first = norm_first
         self.block_forward = block_forward
         self.dropout = dropout
@@ -262,8 +272,8 @@ class TransformerBlock(nn.Module):
         self.cross_attn = MultiHeadAttention(d_model, n_heads, dropout, mha_forward=mha_forward) \
             if cross_attention else None
         self.norm_cross = nn.LayerNorm(d_model) if cross_attention else None
-        self.ff = FeedForward(d_model, d_ff, dropout)
-        self.norm2 = nn.LayerNorm(d_model)
+        self.ff: FeedForward | None = FeedForward(d_model, d_ff, dropout) if d_ff else None
+        self.norm2: nn.LayerNorm | None = nn.LayerNorm(d_model) if d_ff else None
         self.drop = nn.Dropout(dropout)
 
     def _residual(self, x: Tensor, norm: nn.Module,
@@ -308,7 +318,9 @@ class TransformerBlock(nn.Module):
         elif memory is not None:
             raise ValueError("TransformerBlock: memory was given but the block has no cross-attention "
                              "(build it with cross_attention=True)")
-        x, _ = self._residual(x, self.norm2, lambda h: (self.ff(h), None))
+        if self.ff is not None and self.norm2 is not None:  # d_ff=0: no feed-forward branch
+            ff = self.ff
+            x, _ = self._residual(x, self.norm2, lambda h: (ff(h), None))
         return x, self_w, cross_w
 
     def _forward_with(self, x: Tensor, mask: Tensor | None, memory: Tensor | None, need_weights: bool,
