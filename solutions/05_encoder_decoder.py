@@ -42,11 +42,11 @@ device = amla.setup(hour=5, seed=0)  # picks cuda > mps > cpu, seeds, prints the
 #
 # `amla.checks.summary()` at the end lists which exercises you have done.
 #
-# **Runtime** (whole notebook, measured with `amla bench 05` on an idle 2-core CPU): smoke profile about 13 s; cpu
-# profile about 5 min 20 s, of which about 4 min are three training runs: addition with reversed results (1,200
-# steps, 66 s, 100 % exact match on 2,000 held-out sums), the same in the usual digit order (65 s) and Hour 03's
-# dates (600 steps, 122 s). An earlier, faster 2-core machine took about 2 min 50 s (37, 39 and 58 s). On a machine
-# whose cores are busy with other jobs it can take several times longer.
+# **Runtime** (whole notebook, measured with `amla bench 05` on an idle 2-core CPU): smoke profile about 11 s; cpu
+# profile about 3 min 40 s (216 s) on a fast day, of which about 2 min 50 s are three training runs: addition with
+# reversed results (1,200 steps, 43 s, 100 % exact match on 2,000 held-out sums), the same in the usual digit order
+# (38 s) and Hour 03's dates (600 steps, 86 s). On a slow day the same machine took about 5 min 20 s (66, 65 and
+# 122 s). On a machine whose cores are busy with other jobs it can take several times longer.
 # The `gpu` profile trains a wider, deeper model on more data for more steps.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
