@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 from amla.toolkit import distributed as ddp
 
@@ -64,3 +65,74 @@ class OwnBatches:
 
     def __call__(self, m: int) -> Batch:
         return self.source.batch(m)
+
+
+def pad_collate(pad_id: int = 0) -> Callable[[list[Sequence[torch.Tensor]]], tuple[torch.Tensor, ...]]:
+    """A ``collate_fn``: a list of examples, each a tuple of 1-D id tensors of any lengths, becomes a tuple of
+    ``[B, L]`` tensors, each field right-padded with ``pad_id`` to **its own longest sequence in this batch**."""
+
+    def collate(examples: list[Sequence[torch.Tensor]]) -> tuple[torch.Tensor, ...]:
+        if not examples or any(len(e) != len(examples[0]) for e in examples):
+            raise ValueError("pad_collate: expected a non-empty list of examples with the same number of fields")
+        fields = list(zip(*examples))
+        for i, field in enumerate(fields):
+            if any(not isinstance(t, torch.Tensor) or t.dim() != 1 for t in field):
+                raise ValueError(f"pad_collate: field {i} of every example must be a 1-D tensor of ids")
+        return tuple(pad_sequence(list(field), batch_first=True, padding_value=pad_id) for field in fields)
+
+    return collate
+
+
+class BucketBatches:
+    """Batches of sequences of about one length, for the Trainer (``train_data=BucketBatches(...)``).
+
+    Epoch ``e``: the examples in a permutation seeded by (``seed``, ``e``); each run of ``chunk`` batches' worth of
+    them sorted by the length of field 0; cut into batches; the batches shuffled. Every batch is still a random draw
+    from its chunk, its sequences have about one length, and ``collate`` (default ``pad_collate()``) pads it to its
+    own longest. ``chunk=1`` gives random batches (per-batch padding without bucketing). The last incomplete batch of
+    an epoch is dropped. ``batch(m)`` is a pure function of ``m``, so a resumed run sees the same batches.
+    """
+
+    def __init__(self, examples: Sequence[Sequence[torch.Tensor]], batch_size: int, seed: int = 0, chunk: int = 50,
+                 collate: Callable[[list[Any]], Batch] | None = None):
+        if not isinstance(batch_size, int) or batch_size < 1 or batch_size > len(examples):
+            raise ValueError(f"BucketBatches: batch_size must be an int in [1, {len(examples)}] (the number of "
+                             f"examples), got {batch_size!r}")
+        if not isinstance(chunk, int) or chunk < 1:
+            raise ValueError(f"BucketBatches: chunk must be a positive int (batches per sorted run), got {chunk!r}")
+        self.examples, self.batch_size, self.seed, self.chunk = examples, batch_size, seed, chunk
+        self.collate = collate or pad_collate()
+        self.lengths = torch.tensor([len(e[0]) for e in examples])
+        self.per_epoch = len(examples) // batch_size
+        self._epoch, self._order = -1, torch.empty(0, dtype=torch.long)
+
+    def _batches_of(self, epoch: int) -> torch.Tensor:
+        """``[per_epoch, batch_size]`` example indices of epoch ``epoch``, in the order they are drawn."""
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        perm = torch.randperm(len(self.examples), generator=g)[: self.per_epoch * self.batch_size]
+        runs = []
+        for start in range(0, len(perm), self.chunk * self.batch_size):
+            run = perm[start : start + self.chunk * self.batch_size]
+            runs.append(run[torch.sort(self.lengths[run], stable=True).indices])
+        batches = torch.cat(runs).view(self.per_epoch, self.batch_size)
+        return batches[torch.randperm(self.per_epoch, generator=g)]
+
+    def batch(self, m: int) -> Batch:
+        epoch, pos = divmod(m, self.per_epoch)
+        if epoch != self._epoch:
+            self._epoch, self._order = epoch, self._batches_of(epoch)
+        return self.collate([self.examples[int(i)] for i in self._order[pos]])
+
+    def widths(self, epoch: int = 0) -> torch.Tensor:
+        """The padded length of field 0 of every batch of ``epoch`` (without building the batches)."""
+        return self.lengths[self._batches_of(epoch)].max(dim=1).values
+
+    def padding_fraction(self, epoch: int = 0) -> float:
+        """The share of field 0's padded positions in ``epoch`` that are padding."""
+        batches = self._batches_of(epoch)
+        real = int(self.lengths[batches].sum())
+        return 1.0 - real / max(1, int(self.widths(epoch).sum()) * self.batch_size)
+
+    def __len__(self) -> int:
+        return self.per_epoch
+

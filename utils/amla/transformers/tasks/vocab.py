@@ -113,6 +113,18 @@ class PairSet:
         """(src [N, S], tgt [N, T]): padded ids; every target ends with ``<eos>`` (no ``<bos>``, the decoder adds it)."""
         return src_vocab.encode_batch(self.sources), tgt_vocab.encode_batch(self.targets, eos=True)
 
+    def examples(self, src_vocab: Vocab, tgt_vocab: Vocab, max_source: int | None = None
+                 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """One ``(source ids, target ids)`` pair of 1-D tensors per text pair, unpadded (``pad_collate`` pads each
+        batch to its own longest); every target ends with ``<eos>``. Truncation policy: a source longer than
+        ``max_source`` ids keeps its first ``max_source``; targets are never cut (a cut target would teach the
+        decoder to stop before the end)."""
+        if max_source is not None and (not isinstance(max_source, int) or max_source < 1):
+            raise ValueError(f"PairSet.examples: max_source must be a positive int or None, got {max_source!r}")
+        return [(torch.tensor(src_vocab.encode(s)[:max_source], dtype=torch.long),
+                 torch.tensor(tgt_vocab.encode(t, eos=True), dtype=torch.long))
+                for s, t in zip(self.sources, self.targets)]
+
     def subset(self, keep: Callable[[str, str, str], bool]) -> "PairSet":
         """The pairs for which ``keep(source, target, tag)`` is true."""
         rows = [row for row in zip(self.sources, self.targets, self.tags) if keep(*row)]
