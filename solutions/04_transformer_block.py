@@ -515,28 +515,18 @@ for s, p in zip(task.test.sources[:5], predictions):
 # %% [markdown]
 # ### What the feed-forward net is for
 #
-# A block has two branches, and they do different work. **Attention** is the only place where positions exchange
-# information: each output is a weighted sum of the values at the positions it attends to. The **feed-forward
-# net** (FFN) is two linear layers with a non-linearity between them, $\operatorname{FFN}(x) =
-# W_2\,\operatorname{GELU}(W_1 x + b_1) + b_2$ with $W_1 \in \mathbb{R}^{d_{ff} \times d}$, applied to **every
-# position on its own** (the same weights at every position): it computes on what a position already holds and
-# moves nothing between positions. It is also where the parameters are: $2 d\, d_{ff} + d_{ff} + d$ of them
-# against $4d^2 + 4d$ for the attention, so at the usual $d_{ff} = 4d$ it holds two thirds of a block (this hour's
-# models use $d_{ff} = 2d$: half).
+# **Attention** is the only place where positions exchange information; the **feed-forward net**,
+# $\operatorname{FFN}(x) = W_2\,\operatorname{GELU}(W_1 x + b_1) + b_2$, works on every position on its own and moves
+# nothing between them. It also holds the parameters: $2 d\, d_{ff} + d_{ff} + d$ against the attention's
+# $4d^2 + 4d$, two thirds of a block at the usual $d_{ff} = 4d$ (half at this hour's $d_{ff} = 2d$).
 #
-# Reversal is pure **routing**: output $i$ is a copy of input token $T - 1 - i$, and nothing has to be computed on
-# a token. *The prediction:* attention alone can do it. The query at position $i$ must find the key at
-# $T - 1 - i$, and with sinusoidal positions $PE_{T-1-i}$ is a fixed linear function of $PE_i$ (each sine-cosine
-# pair is reflected: with $c = T - 1$, $\sin(\omega(c - i)) = \sin\omega c \cos\omega i - \cos\omega c
-# \sin\omega i$), which the query projection can learn; copying the token found there is the job of $W_V$, $W_O$
-# and the output layer. So the model should still learn to reverse without its FFNs, perhaps more slowly.
-#
-# The test: the same encoder, data, number of steps and seed, with $d_{ff} = 0$ (no FFN at all), with this hour's
-# $d_{ff}$ (the model above) and with $4d$. Without the FFNs the model has about half the parameters, so a worse
-# result could just mean a smaller model: one more run without FFNs but with twice as many blocks has as many
-# parameters as the model above, all of them in attention. `TransformerBlock(..., d_ff=0)` (and
-# `TransformerEncoder(..., d_ff=0)`) builds blocks without the FFN branch and its LayerNorm. The new runs use the
-# package's modules: your `block_forward` calls `block.ff`, so the package refuses it a block that has none.
+# Reversal is pure **routing**: output $i$ copies input $T - 1 - i$, and nothing is computed on a token. *The
+# prediction:* attention alone can do it, since the query at $i$ only has to find the key at $T - 1 - i$ (with
+# sinusoidal positions, $PE_{T-1-i}$ is a fixed linear function of $PE_i$), so the model should learn without its
+# FFNs, perhaps more slowly. The test: the same encoder, data, steps and seed with $d_{ff} = 0$ (no FFN:
+# `TransformerBlock(..., d_ff=0)`), with this hour's $d_{ff}$ and with $4d$, and, since a model without FFNs is
+# smaller, once more without FFNs at twice the depth, with as many parameters as the model above. (These runs use
+# the package's blocks: your `block_forward` calls `block.ff`, which a block without FFN does not have.)
 
 # %%
 def ffn_parameters(model):
@@ -578,24 +568,13 @@ for key, r in ffn_results.items():
     print(f"{ffn_setups[key][0]:>28}: validation first at 100 % {reached}")
 
 # %% [markdown]
-# On the course machine, cpu profile (300 steps, evaluations every 50; the table above prints your run's numbers):
-# - **Without FFNs** the model (35,341 parameters, about half of the 68,749 of the model above) gets 99.18 % of the
-#   held-out tokens right but only 90.95 % of the whole sequences, and its validation accuracy is still climbing at
-#   the last evaluation (88.6 %). The routing is there; it is learned more slowly. On the course machine, cpu
-#   profile, the same FFN-less model trained for 600 steps instead of 300 reversed 99.8 % of the held-out sequences
-#   (and 99.95 % after 1200).
-# - **$d_{ff} = 2d$ and $4d$** both reverse 100 % and are first at 100 % on validation after 150 steps: the
-#   wider FFNs of $4d$ (101,773 parameters; the FFN then holds 66.2 % of each block instead of 49.5 %) buy nothing
-#   here.
-# - **Without FFNs but with 4 blocks** (68,877 parameters, as many as the model above, all in attention): 98.65 %.
-#   Part of the gap was size, but not all of it: parameter for parameter, the model with FFNs learns this task
-#   faster.
-#
-# So reversal does not need the FFN: attention moves the tokens, and there is nothing to compute on any of them.
-# The FFN still made training faster; a likely reason is that the first block's FFN can rework each position's
-# vector (its token and its position code are summed into one vector) into queries and keys the second block's
-# lookup can use, work that otherwise falls to the attention projections alone. A task that does compute on the
-# tokens needs the FFN more; question 10 asks which.
+# On the course machine, cpu profile (300 steps, evaluations every 50): without FFNs the model got 99.18 % of the
+# held-out tokens but only 90.95 % of the sequences, still climbing at the end (99.8 % after 600 steps in a longer
+# run); $2d$ and $4d$ both reversed 100 %, first perfect on validation after 150 steps, so the wider FFN bought
+# nothing; without FFNs at twice the depth, with as many parameters, 98.65 %. So reversal does not need the FFN,
+# but the FFN made learning faster, and not only by adding parameters: the first block's FFN can rework each
+# position's vector (token and position summed into one) into the queries and keys the second block needs. A task
+# that computes *on* the tokens needs it more; question 10 asks which.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Which positions?

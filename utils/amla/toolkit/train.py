@@ -235,7 +235,8 @@ class Trainer:
     """Train ``model`` on ``train_data`` (a tuple of tensors sharing dim 0, a Dataset, or an object with its own
     ``batch(m)`` and ``batch_size``) as ``config`` says.
 
-    ``loss_fn(model, batch) -> loss`` defaults to cross-entropy of ``model(x)`` against ``y``.
+    ``loss_fn(model, batch) -> loss`` defaults to cross-entropy of ``model(x)`` against ``y``; a loss that returns
+    ``(sum, count)`` (``summed_cross_entropy``) is averaged over the count of the whole accumulated batch.
     ``eval_fn(model) -> {"val_loss": ..., "val_acc": ...}`` runs under ``torch.no_grad`` in eval mode.
     ``step_fn`` replaces ``train_step`` (it returns the loss, or (loss, grad_norm); a plain loss leaves grad_norm out
     of the history) and computes the cross-entropy itself; ``lr_fn`` replaces ``warmup_cosine``.
