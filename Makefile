@@ -29,7 +29,15 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 data: $(VENV)/.installed
 	AMLA_DATA= $(VENV)/bin/amla fetch sentence-polarity
 
-setup: $(VENV)/.installed data
+# JupyterLab's settings for the course (utils/amla/course/lab-overrides.json): no "Would you like to get notified
+# about official Jupyter news?" prompt and no update check over the first notebook. JupyterLab reads
+# <prefix>/share/jupyter/lab/settings/overrides.json as the defaults; a user's own settings still win.
+LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
+$(LAB_OVERRIDES): utils/amla/course/lab-overrides.json $(VENV)/.installed
+	mkdir -p $(dir $@)
+	cp $< $@
+
+setup: $(VENV)/.installed data $(LAB_OVERRIDES)
 
 # The whole course is reachable (hours/ for students, solutions/ for instructors); Lab opens in hours/.
 lab: setup

@@ -113,14 +113,6 @@ class LabServer:
         )
         return env
 
-    def _write_settings(self) -> None:
-        """Lab user settings: no news / update toasts over the page."""
-        settings = self.base / "config" / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
-        settings.mkdir(parents=True, exist_ok=True)
-        (settings / "notification.jupyterlab-settings").write_text(
-            json.dumps({"fetchNews": "false", "checkForUpdates": False})
-        )
-
     def command(self) -> list[str]:
         cmd = [
             sys.executable, "-m", "jupyterlab",
@@ -130,8 +122,8 @@ class LabServer:
             "--ServerApp.port_retries=50",  # the port is read back from the runtime file
             f"--IdentityProvider.token={self.token}",
             f"--ServerApp.root_dir={self.root}",
-            "--LabServerApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-            "--LabApp.news_url=None",
+            # no news or update settings here: the Lab gets the course's own (lab-overrides.json, installed by
+            # `make setup`), as `make lab` does, and test_browser.py checks that no news prompt shows
             # a safety net if this test process dies without its teardown
             "--ServerApp.shutdown_no_activity_timeout=900",
             "--MappingKernelManager.cull_idle_timeout=900",
@@ -145,7 +137,6 @@ class LabServer:
         start = time.monotonic()
         self.root.mkdir(parents=True, exist_ok=True)
         (self.base / "runtime").mkdir(parents=True, exist_ok=True)
-        self._write_settings()
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 self.command(), cwd=self.root, env=self.env(), stdout=log, stderr=subprocess.STDOUT,

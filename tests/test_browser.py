@@ -187,6 +187,11 @@ def test_solution_notebook_opens_with_its_setup_cell_runs_and_saves_back_to_its_
                 raise AssertionError(f"a cell failed: {failure.first.inner_text()[:600]!r}")
             page.wait_for_function(KERNEL_IDLE, timeout=60_000)
             page.screenshot(path=str(ARTIFACTS / "solution-page.png"))
+        with step("no news or update prompt over the notebook (the course's lab settings, as in `make lab`)", 10):
+            prompt = page.get_by_text(re.compile(r"official Jupyter news|newer version", re.I))
+            assert prompt.count() == 0, (
+                "JupyterLab shows its news/update prompt: the course's settings are missing; `make setup` installs "
+                "utils/amla/course/lab-overrides.json as <prefix>/share/jupyter/lab/settings/overrides.json")
         with step("File > Save, then the paired source is unchanged", 30):
             page.keyboard.press("Control+s")
             deadline = time.monotonic() + 20
