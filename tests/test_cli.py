@@ -87,7 +87,29 @@ def test_doctor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.
     out = capsys.readouterr().out
     assert "torch" in out and "\u2713 ipykernel importable" in out
     assert f"\u2713 data dir {tmp_path / 'data'} can be created" in out
-    assert "tinyshakespeare: missing (downloaded on first use)" in out
+    assert "tinyshakespeare (Hours 06-07): missing (downloaded on first use)" in out
+    assert "\u2713 widget frontend: jupyterlab_widgets" in out and "torch.compile: C compiler" in out
+    assert "\u2713 Hours 13-14: torch_geometric, networkx (amla[graphs])" in out
+
+
+def test_doctor_names_the_fix_for_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata
+    import importlib.util
+    import shutil
+
+    from amla.course import cli
+
+    real_find, real_version = importlib.util.find_spec, importlib.metadata.version
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gymnasium" else real_find(name, *a))
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    checks = dict((text.split(":")[0], (mark, text)) for mark, text in cli.doctor_checks())
+    assert checks["Hours 15-18"] == (cli.INFO, "Hours 15-18: gymnasium missing; pip install 'amla[rl]'")
+    mark, text = checks["torch.compile"]
+    assert mark == cli.INFO and "no C compiler" in text and "apt install gcc" in text
+    monkeypatch.setattr(importlib.metadata, "version",
+                        lambda name: "2.0.1" if name == "jupyterlab_widgets" else real_version(name))
+    mark, text = cli._widget_frontend_check()
+    assert mark == cli.FAIL and "jupyterlab_widgets 2.0.1 does not match ipywidgets" in text and "pip install -U" in text
 
 
 def test_fetch_names_what_is_unknown_and_never_downloads_in_tests(

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -144,7 +145,62 @@ def _data_dir_check(path: Path) -> tuple[bool, str]:
     return False, f"data dir {path} is missing and {parent} is not writable; set AMLA_DATA to a writable folder"
 
 
-def doctor_checks() -> list[tuple[str, str]]:
+# Which hours need which optional extra (pip install 'amla[NAME]') and which data files (by name prefix).
+EXTRAS = {"pretrained": ("Hour 07", ("transformers",)), "graphs": ("Hours 13-14", ("torch_geometric", "networkx")),
+          "rl": ("Hours 15-18", ("gymnasium",))}
+DATA_HOURS = {"tinyshakespeare": "Hours 06-07", "mnist-": "Hours 08, 11-12 (optional: 8x8 digits otherwise)",
+              "planetoid-": "Hour 14", "sentence-polarity": "Hour 07"}
+
+
+def _compile_check(try_it: bool) -> tuple[str, str]:
+    """Whether ``torch.compile`` can run here (Hour 09): a C compiler for the CPU backend; with ``try_it``, a real
+    compilation of a small function (seconds)."""
+    compiler = next((c for c in ("cc", "gcc", "clang") if shutil.which(c)), None)
+    if not try_it:
+        if compiler is None:
+            return INFO, ("torch.compile: no C compiler on PATH, so Hour 09 runs eagerly (it says so); install gcc "
+                          "(apt install gcc) to compile")
+        return OK, f"torch.compile: C compiler {shutil.which(compiler)} found (amla doctor --compile tries a compile)"
+    import torch
+
+    from amla.transformers.efficiency import compile_or_fallback
+
+    _, seconds, how = compile_or_fallback(lambda x: torch.sin(x) * 2 + 1, torch.randn(8))
+    if seconds is None:
+        return INFO, f"torch.compile: {how}; Hour 09 runs eagerly"
+    return OK, f"torch.compile: compiled a small function in {seconds:.1f} s ({how})"
+
+
+def _widget_frontend_check() -> tuple[str, str]:
+    """The frontend half of ipywidgets: jupyterlab_widgets (JupyterLab, VS Code) or widgetsnbextension (Notebook);
+    its major version must match ipywidgets' (8 -> 3 and 4, 7 -> 1)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    if "google.colab" in sys.modules:
+        return OK, "widget frontend: Colab's own"
+    try:
+        widgets = _version_tuple(version("ipywidgets"))
+    except PackageNotFoundError:
+        return INFO, "widget frontend: ipywidgets is missing, so the views show static pictures"
+    found = []
+    for name in ("jupyterlab_widgets", "widgetsnbextension"):
+        try:
+            found.append((name, version(name)))
+        except PackageNotFoundError:
+            pass
+    if not found:
+        return INFO, ("widget frontend: neither jupyterlab_widgets nor widgetsnbextension is installed, so the views "
+                      "show their static pictures; pip install 'ipywidgets>=7.7' brings them")
+    name, v = found[0]
+    want = {8: (3, 4), 7: (1, 2)}.get(widgets[0], ())
+    major = _version_tuple(v)[0] if name == "jupyterlab_widgets" else {4: 3, 3: 1}.get(_version_tuple(v)[0], -1)
+    if want and major not in want:
+        return FAIL, (f"widget frontend: {name} {v} does not match ipywidgets {'.'.join(map(str, widgets))}; "
+                      f"pip install -U ipywidgets {name}")
+    return OK, f"widget frontend: {name} {v} (for ipywidgets {'.'.join(map(str, widgets))})"
+
+
+def doctor_checks(try_compile: bool = False) -> list[tuple[str, str]]:
     """(mark, text) of each check; a FAIL mark is a hard requirement that is not met."""
     from importlib.metadata import PackageNotFoundError, version
 
@@ -164,12 +220,19 @@ def doctor_checks() -> list[tuple[str, str]]:
         checks.append((INFO, f"{', '.join(missing_tools)} missing: amla build/run/bench need pip install 'amla[tools]'"))
     else:
         checks.append((OK, "instructor tools (jupytext, nbclient) for amla build/run/bench"))
+    checks.append(_widget_frontend_check())
+    checks.append(_compile_check(try_compile))
+    for extra, (hours, modules) in EXTRAS.items():
+        missing = [m for m in modules if importlib.util.find_spec(m) is None]
+        checks.append((INFO, f"{hours}: {', '.join(missing)} missing; pip install 'amla[{extra}]'") if missing
+                      else (OK, f"{hours}: {', '.join(modules)} (amla[{extra}])"))
     good, text = _data_dir_check(data_dir())
     checks.append((OK if good else FAIL, text))
     for name, state in status().items():
         mark = OK if state == "ok" else FAIL if "WRONG" in state else INFO
         hint = "; delete it to download again" if mark == FAIL else ""
-        checks.append((mark, f"{name}: {state}{hint}"))
+        hours = next((h for prefix, h in DATA_HOURS.items() if name.startswith(prefix)), "")
+        checks.append((mark, f"{name}{f' ({hours})' if hours else ''}: {state}{hint}"))
     return checks
 
 
@@ -181,7 +244,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     for key, value in facts.items():
         print(f"{key.ljust(width)}  {value}")
     print()
-    checks = doctor_checks()
+    checks = doctor_checks(try_compile=args.compile)
     for mark, text in checks:
         print(f"{mark} {text}")
     return 1 if any(mark == FAIL for mark, _ in checks) else 0
@@ -233,6 +296,7 @@ def parser() -> argparse.ArgumentParser:
     n.set_defaults(func=cmd_bench)
 
     d = commands.add_parser("doctor", help="print the environment and check what the notebooks need")
+    d.add_argument("--compile", action="store_true", help="also compile a small function with torch.compile")
     d.set_defaults(func=cmd_doctor)
 
     f = commands.add_parser("fetch", help="download data files (sha256-verified) into the data directory, or into "
