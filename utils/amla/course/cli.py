@@ -250,6 +250,25 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if any(mark == FAIL for mark, _ in checks) else 0
 
 
+# --- grade -------------------------------------------------------------------------------------
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from amla.course.grade import NOT_A_SANDBOX, grade, table, write_csv
+
+    missing = [str(p) for p in args.notebooks if not p.is_file()]
+    if missing:
+        raise ValueError(f"no such notebook file(s): {', '.join(missing)}")
+    if args.limit <= 0:
+        raise ValueError(f"--limit must be a positive number of seconds, got {args.limit:g}")
+    print(NOT_A_SANDBOX)
+    grades = grade([p.resolve() for p in args.notebooks], limit_s=args.limit, profile=args.profile)
+    print(table(grades))
+    write_csv(grades, args.csv)
+    print(f"one row per student and exercise: {args.csv}")
+    return 0
+
+
 # --- fetch -------------------------------------------------------------------------------------
 
 
@@ -298,6 +317,13 @@ def parser() -> argparse.ArgumentParser:
     d = commands.add_parser("doctor", help="print the environment and check what the notebooks need")
     d.add_argument("--compile", action="store_true", help="also compile a small function with torch.compile")
     d.set_defaults(func=cmd_doctor)
+    g = commands.add_parser("grade", help="run students' notebooks through the self-checks (not a sandbox: it runs "
+                                          "their code) and tabulate each exercise")
+    g.add_argument("notebooks", nargs="+", type=Path, metavar="NOTEBOOK.ipynb")
+    g.add_argument("--limit", type=float, default=300.0, help="seconds per notebook (default 300)")
+    g.add_argument("--csv", type=Path, default=Path("grades.csv"), help="where to write the CSV (default grades.csv)")
+    g.add_argument("--profile", default="smoke", help="the profile the notebooks run under (default smoke)")
+    g.set_defaults(func=cmd_grade)
 
     f = commands.add_parser("fetch", help="download data files (sha256-verified) into the data directory, or into "
                             "the user's cache where that is read-only")
