@@ -1,5 +1,5 @@
 """amla grade: students' notebooks through the self-checks, each in a process and kernel of its own. A right, a
-wrong and an unsolved exercise, a notebook that hangs (stopped at its time limit, its kernel gone), one whose kernel
+wrong, an unsolved and an unchecked exercise, a notebook that hangs (stopped at its time limit, its kernel gone), one whose kernel
 dies and one that is not JSON: every one gets its row, and the CSV says the same."""
 
 import csv
@@ -14,7 +14,8 @@ SETUP = "import amla\ndevice = amla.setup(hour=2, seed=0)"
 CHECK = "softmax = amla.checks.attention.check_softmax(softmax)"
 RIGHT = "def softmax(x, dim=-1):\n    e = (x - x.amax(dim=dim, keepdim=True)).exp()\n    return e / e.sum(dim=dim, keepdim=True)"
 WRONG = "def softmax(x, dim=-1):\n    e = x.exp()  # not stable\n    return e / e.sum(dim=dim, keepdim=True)"
-TODO = "def softmax(x, dim=-1):\n    raise NotImplementedError('Exercise 2.1')"
+TODO = "def scaled_dot_product_attention(q, k, v, mask=None):\n    raise NotImplementedError('Exercise 2.2')"
+CHECK_2 = "scaled_dot_product_attention = amla.checks.attention.check_attention(scaled_dot_product_attention)"
 
 
 def _write(folder, name, *cells):
@@ -24,23 +25,23 @@ def _write(folder, name, *cells):
 
 
 def test_grade_gives_every_notebook_its_row(tmp_path, capsys):
-    paths = [_write(tmp_path, "alice", SETUP, RIGHT, CHECK), _write(tmp_path, "bob", SETUP, WRONG, CHECK, "print(nope)"),
-             _write(tmp_path, "carol", SETUP, TODO, CHECK), _write(tmp_path, "erin", SETUP, "import os\nos._exit(3)")]
+    paths = [_write(tmp_path, "alice", SETUP, RIGHT, CHECK, TODO, CHECK_2),
+             _write(tmp_path, "bob", SETUP, WRONG, CHECK, "print(nope)"), _write(tmp_path, "erin", SETUP, "import os\nos._exit(3)")]
     (tmp_path / "frank.ipynb").write_text("{not json")
     out_csv = tmp_path / "grades.csv"
     assert main(["grade", *map(str, paths), str(tmp_path / "frank.ipynb"), "--csv", str(out_csv)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("amla grade runs the students' code with your rights: it is not a sandbox.")
     rows = {line.split()[0]: line for line in out.splitlines()[2:] if line.strip() and not line.startswith("one row")}
-    assert "passed" in rows["alice"] and "not run" in rows["alice"]  # 2.2's check cell is not in this notebook
-    assert "FAILED" in rows["bob"] and "2.1: with x of shape" in rows["bob"] and "it looks like" in rows["bob"]
+    assert rows["alice"].split()[2:4] == ["passed", "not"] and "not done" in rows["alice"]
+    assert "FAILED" in rows["bob"] and "not run" in rows["bob"]  # bob's notebook has no check cell for 2.2
+    assert "2.1: with x of shape" in rows["bob"] and "it looks like" in rows["bob"]
     assert "NameError in cell 4: name 'nope' is not defined" in rows["bob"]
-    assert "not done" in rows["carol"]
     assert "the kernel stopped" in rows["erin"] and "not a valid notebook (NotJSONError" in rows["frank"]
     with open(out_csv) as f:
         table = list(csv.DictReader(f))
     by = {(r["student"], r["exercise"], r["status"]) for r in table}
-    assert {("alice", "2.1", "passed"), ("bob", "2.1", "FAILED"), ("carol", "2.1", "not done"),
+    assert {("alice", "2.1", "passed"), ("alice", "2.2", "not done"), ("bob", "2.1", "FAILED"), ("bob", "2.2", "not run"),
             ("bob", "", "cell error"), ("erin", "", "problem"), ("frank", "", "problem")} <= by
 
 
