@@ -1,7 +1,8 @@
 """``amla grade``: run students' notebooks through the course's self-checks and tabulate their exercises.
 
 **This runs the students' code**, with the rights of whoever runs ``amla grade``: it is not a sandbox. Grade
-notebooks you would run yourself, or run it in a container or a throwaway account.
+notebooks you would run yourself, or run it in a container or a throwaway account. For the same reason the table is
+feedback, not proof: code in a notebook can change what ``amla.checks`` reports.
 
 Each notebook runs in a process of its own (``python -m amla.course.grade NOTEBOOK``) with a fresh kernel, under
 the smoke profile (the checks do not depend on it; the training cells then take seconds), every cell in order and
