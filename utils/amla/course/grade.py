@@ -18,7 +18,6 @@ import argparse
 import csv
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+from nbclient import NotebookClient
+
+from amla.course.runner import PROFILE_ENV, ThisInterpreterKernelManager, _one_line
+from amla.toolkit.report import REPORT_ENV
 
 MARK = "AMLA-GRADE "
 _STATUS_CELL = (
@@ -52,10 +55,6 @@ class Grade:
     problem: str = ""  # not valid JSON, too slow, or a dead kernel
 
 
-def _one_line(text: str, limit: int = 200) -> str:
-    return next((s.strip() for s in str(text).splitlines() if s.strip()), "")[:limit]
-
-
 def _flat(text: str, limit: int = 400) -> str:
     """The whole message on one line (a check's message names the likely mistake on its second line)."""
     flat = " ".join(str(text).split())
@@ -65,14 +64,10 @@ def _flat(text: str, limit: int = 400) -> str:
 def grade_here(path: Path, profile: str = "smoke", pid_file: Path | None = None) -> Grade:
     """Run the notebook at ``path`` in a fresh kernel of this interpreter and read its exercise states; the kernel's
     process id and group go to ``pid_file`` as it starts (so that a parent that stops this run can stop it too)."""
-    from nbclient import NotebookClient
-
-    from amla.course.runner import PROFILE_ENV, ThisInterpreterKernelManager
-    from amla.toolkit.report import REPORT_ENV
-
-    grade = Grade(path)
+    result = Grade(path)
     nb = nbformat.read(path, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(_STATUS_CELL))
+
     def kernel_started(**_: object) -> None:
         provisioner = getattr(client.km, "provisioner", None)
         if pid_file is not None and provisioner is not None and not pid_file.exists():
@@ -86,20 +81,20 @@ def grade_here(path: Path, profile: str = "smoke", pid_file: Path | None = None)
         try:
             client.execute(env=env)
         except Exception as err:  # a dead kernel: the states read so far are lost with it
-            grade.problem = f"the kernel stopped ({type(err).__name__}: {_one_line(err)})"
+            result.problem = f"the kernel stopped ({type(err).__name__}: {_one_line(err)})"
     for index, cell in enumerate(nb.cells[:-1]):
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error" and out.get("ename") != "CheckFailed":
-                grade.errors.append(f"{out.get('ename')} in cell {index + 1}: {_one_line(out.get('evalue', ''))}")
+                result.errors.append(f"{out.get('ename')} in cell {index + 1}: {_one_line(out.get('evalue', ''))}")
     for out in nb.cells[-1].get("outputs", []):
         for line in out.get("text", "").splitlines():
             if line.startswith(MARK):
                 found = json.loads(line[len(MARK):])
-                grade.hour = found["hour"]
-                grade.exercises = {k: (v[0], v[1]) for k, v in found["exercises"].items()}
-    if grade.hour is None and not grade.problem:
-        grade.problem = "no amla.setup(hour=N) ran: is this a course notebook?"
-    return grade
+                result.hour = found["hour"]
+                result.exercises = {k: (v[0], v[1]) for k, v in found["exercises"].items()}
+    if result.hour is None and not result.problem:
+        result.problem = "no amla.setup(hour=N) ran: is this a course notebook?"
+    return result
 
 
 def grade(paths: list[Path], limit_s: float = 300.0, profile: str = "smoke") -> list[Grade]:
@@ -111,21 +106,21 @@ def grade(paths: list[Path], limit_s: float = 300.0, profile: str = "smoke") -> 
         except Exception as err:  # not JSON, not a notebook, unreadable
             grades.append(Grade(path, problem=f"not a valid notebook ({type(err).__name__}: {_one_line(err)})"))
             continue
-        pid_file = Path(tempfile.mkdtemp(prefix="amla-grade-")) / "kernel.pid"
-        cmd = [sys.executable, "-m", "amla.course.grade", str(path), "--profile", profile, "--pid-file", str(pid_file)]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
-        try:
-            out, err = proc.communicate(timeout=limit_s)
-        except subprocess.TimeoutExpired:
-            _stop_kernel(pid_file)  # the kernel runs in a process group of its own
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            shutil.rmtree(pid_file.parent, ignore_errors=True)
-            grades.append(Grade(path, problem=f"stopped after the time limit of {limit_s:g} s (a cell that never "
-                                              "ends?)"))
-            continue
-        shutil.rmtree(pid_file.parent, ignore_errors=True)
+        with tempfile.TemporaryDirectory(prefix="amla-grade-") as tmp:
+            pid_file = Path(tmp) / "kernel.pid"
+            cmd = [sys.executable, "-m", "amla.course.grade", str(path), "--profile", profile,
+                   "--pid-file", str(pid_file)]
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    start_new_session=True)
+            try:
+                out, err = proc.communicate(timeout=limit_s)
+            except subprocess.TimeoutExpired:
+                _stop_kernel(pid_file)  # the kernel runs in a process group of its own
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+                grades.append(Grade(path, problem=f"stopped after the time limit of {limit_s:g} s (a cell that "
+                                                  "never ends?)"))
+                continue
         row = next((line for line in out.splitlines() if line.startswith(MARK)), None)
         if row is None:
             grades.append(Grade(path, problem=f"could not be run (exit code {proc.returncode}: "

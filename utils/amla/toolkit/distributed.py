@@ -118,8 +118,7 @@ def mean_over_ranks(value: float) -> float:
     t = torch.tensor([float(value)], dtype=torch.float64)
     if dist.get_backend() == "nccl":
         t = t.cuda()
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return float(t.item()) / world_size()
+    return float(sum_over_ranks(t).item()) / world_size()
 
 
 def sum_over_ranks(t: torch.Tensor) -> torch.Tensor:
