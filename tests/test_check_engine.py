@@ -155,6 +155,29 @@ def test_summary_prints_one_line_per_exercise(capsys, monkeypatch):
     assert [e.id for e in exercises(99)] == ["99.1", "99.2"]
 
 
+def test_each_hour_has_its_own_package_of_checks_and_summary_imports_only_it():
+    """exercises(h) imports _TOPICS[h - 1] alone: an hour's summary must not need another part's extra."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, importlib\n"
+        "sys.modules['gymnasium'] = None  # as on a Colab session without the rl extra: importing it fails\n"
+        "from amla.checks import _TOPICS, exercises\n"
+        "from amla.checks.contract import _REGISTRY\n"
+        "assert [e.id for e in exercises(2)][:1] == ['2.1'], exercises(2)\n"
+        "assert not any(m.startswith('amla.checks.rl') for m in sys.modules)\n"
+        "del sys.modules['gymnasium']\n"
+        "for h, topic in enumerate(_TOPICS, 1):\n"
+        "    before = set(_REGISTRY)\n"
+        "    importlib.import_module('amla.checks.' + topic)\n"
+        "    hours = {_REGISTRY[k].hour for k in set(_REGISTRY) - before}\n"
+        "    assert hours <= {h}, (topic, h, hours)\n"
+        "    assert exercises(h), (topic, h)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
 def test_an_exercise_cannot_be_declared_twice_differently():
     with pytest.raises(ValueError, match="declared twice"):
         exercise(99, "99.1", "something else", "other")
