@@ -330,7 +330,6 @@ def train(model, steps, loss, seed=0, chunk=1):
 # is the per-batch one, widened to the split's longest: the same dates, only more padding.
 
 # %%
-import copy
 import time
 
 from amla.toolkit.train import train_step

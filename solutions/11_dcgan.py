@@ -67,8 +67,8 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import nn
 
-from amla.gan.dcgan import (Discriminator, Generator, class_latents, count_parameters, dcgan_init_,
-                            interpolation_path, lerp, truncated_normal)
+from amla.gan.dcgan import (Discriminator, Generator, class_latents, count_parameters, interpolation_path, lerp,
+                            truncated_normal)
 from amla.gan.images import classifier_for, digit_images, per_class_accuracy, predict
 from amla.gan.losses import d_loss, g_loss_nonsaturating
 from amla.views import Dashboard

@@ -6,10 +6,7 @@ occur for it (no tensor goes in or comes out). Every other class is covered for 
 """
 
 import inspect
-import itertools
-from collections import Counter, defaultdict
 
-import numpy as np
 import pytest
 import torch
 
