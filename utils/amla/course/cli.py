@@ -16,7 +16,7 @@ from amla.course.hours import HOURS, hour
 
 OK, FAIL, INFO = "\u2713", "\u2717", "\u00b7"
 MIN_IPYWIDGETS = (7, 7)
-TOOLS = ("jupytext", "nbformat", "nbclient", "jupyter_client", "ipykernel", "zmq", "traitlets")
+TOOLS = ("jupytext", "nbformat", "nbclient", "nbconvert", "jupyter_client", "ipykernel", "zmq", "traitlets")
 """Modules of the ``tools`` extra: build, run and bench need them, notebooks (and Colab) do not."""
 
 
@@ -283,6 +283,30 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- slides and site ---------------------------------------------------------------------------
+
+
+def cmd_slides(args: argparse.Namespace) -> int:
+    from amla.course.slides import make_slides
+
+    root = _root(args)
+    profile = _profile(args) if args.profile else None
+    out = Path(args.out) if args.out else root / "build" / "slides"
+    for path in make_slides(root, args.hours or None, out=out, solutions=args.solutions, profile=profile):
+        print(path)
+    return 0
+
+
+def cmd_site(args: argparse.Namespace) -> int:
+    from amla.course.site import build_site
+
+    root = _root(args)
+    profile = _profile(args)
+    out = Path(args.out) if args.out else root / "build" / "site"
+    print(build_site(root, args.hours or None, out=out, profile=profile))
+    return 0
+
+
 # --- parser ------------------------------------------------------------------------------------
 
 
@@ -324,6 +348,23 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--csv", type=Path, default=Path("grades.csv"), help="where to write the CSV (default grades.csv)")
     g.add_argument("--profile", default="smoke", help="the profile the notebooks run under (default smoke)")
     g.set_defaults(func=cmd_grade)
+
+    s = commands.add_parser("slides", help="turn hours into reveal.js slides that work offline (student version: "
+                            "answers hidden)")
+    s.add_argument("hours", nargs="*", type=_hour_number, metavar="NN", help=hours_help + "; default: all built")
+    s.add_argument("--solutions", action="store_true", help="the instructor's deck: from solutions/, answers shown")
+    s.add_argument("--profile", help="execute the notebook under this profile first, so the slides show its outputs "
+                   "(default: the notebook as stored, without outputs)")
+    s.add_argument("--out", metavar="DIR", help="where to write the decks (default build/slides)")
+    s.add_argument("--root", help=root_help)
+    s.set_defaults(func=cmd_slides)
+
+    w = commands.add_parser("site", help="build the course website from the hours executed under a profile")
+    w.add_argument("hours", nargs="*", type=_hour_number, metavar="NN", help=hours_help + "; default: all built")
+    w.add_argument("--profile", help="smoke, cpu or gpu (default: AMLA_PROFILE, else gpu with CUDA, else cpu)")
+    w.add_argument("--out", metavar="DIR", help="where to write the site (default build/site)")
+    w.add_argument("--root", help=root_help)
+    w.set_defaults(func=cmd_site)
 
     f = commands.add_parser("fetch", help="download data files (sha256-verified) into the data directory, or into "
                             "the user's cache where that is read-only")

@@ -88,10 +88,23 @@ REMOTE_FILES: dict[str, RemoteFile] = {
         "vaderSentiment-3.3.2.tar.gz",
         "5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9",
     ),
+    "reveal.js": RemoteFile(
+        "web/reveal.js-5.2.1.tgz",
+        "https://registry.npmjs.org/reveal.js/-/reveal.js-5.2.1.tgz",
+        "359b575dd51bbda32f89b2fd4c7dc46ad7389a805572158916c29252f7a27333",
+    ),
+    "mathjax": RemoteFile(
+        "web/jupyter_server_mathjax-0.2.6-py3-none-any.whl",
+        "https://files.pythonhosted.org/packages/7d/77/6a98cc88f1061c0206b427b602efb6fcb9bc369e958aee11676d5cfc4412/"
+        "jupyter_server_mathjax-0.2.6-py3-none-any.whl",
+        "416389dde2010df46d5fbbb7adb087a5607111070af65a1445391040f2babb5e",
+    ),
 }
 """Every file the course may download (the Planetoid graphs' raw files are added below). ``sentence-polarity`` is
 the source archive of the PyPI package vaderSentiment 3.3.2 (MIT), which carries Pang & Lee's sentence polarity
-data (Hour 07); ``make setup`` fetches it, since it is on PyPI."""
+data (Hour 07); ``make setup`` fetches it, since it is on PyPI. ``reveal.js`` (the npm package, MIT) and
+``mathjax`` (MathJax 2.7 as packaged on PyPI by Jupyter, Apache-2.0) are what ``amla slides`` and ``amla site``
+copy next to what they write, so that slides and pages work offline (``amla.course.assets``)."""
 
 PLANETOID_PARTS = ("allx", "ally", "graph", "test.index", "tx", "ty", "x", "y")
 """The raw files of a Planetoid graph (``ind.<name>.<part>``), as PyG's ``read_planetoid_data`` reads them."""
