@@ -38,8 +38,8 @@ $(LAB_OVERRIDES): utils/amla/course/lab-overrides.json $(VENV)/.installed
 	mkdir -p $(dir $@)
 	cp $< $@
 
-# A Colab-like wheelhouse for tests/test_colab.py, downloaded once (about 330 MB), since the tests never download:
-# what Colab has before a notebook's first cell (COLAB_PREINSTALLED: its widget stack ipywidgets 7.7 with IPython
+# A Colab-like wheelhouse for tests/test_colab.py, downloaded once by make test (about 330 MB; the tests themselves
+# never download): what Colab has before a notebook's first cell (COLAB_PREINSTALLED: its widget stack ipywidgets 7.7 with IPython
 # 7.34, ipykernel 6.17 and the classic notebook; torch and the scientific packages) and what the course's extras
 # add there (the dependencies of ".[graphs,rl]"). The test installs from it only; preinstalled.txt is its list.
 # After changing COLAB_PREINSTALLED: rm -r build/colab-wheels && make colab-wheels.
@@ -53,7 +53,7 @@ $(COLAB_WHEELS)/preinstalled.txt: pyproject.toml constraints.txt | $(VENV)/.inst
 .PHONY: colab-wheels
 colab-wheels: $(COLAB_WHEELS)/preinstalled.txt
 
-setup: $(VENV)/.installed data $(LAB_OVERRIDES) colab-wheels
+setup: $(VENV)/.installed data $(LAB_OVERRIDES)
 
 # The whole course is reachable (hours/ for students, solutions/ for instructors); Lab opens in hours/.
 lab: setup
@@ -65,7 +65,8 @@ slides: setup
 	$(VENV)/bin/amla slides $(if $(SLIDES_PROFILE),--profile $(SLIDES_PROFILE))
 	$(VENV)/bin/amla slides --solutions $(if $(SLIDES_PROFILE),--profile $(SLIDES_PROFILE))
 
-test: setup
+# The Colab wheelhouse only for the tests (make lab and the rest never download it).
+test: setup colab-wheels
 	$(PY) -m pytest
 
 build: setup

@@ -3,7 +3,7 @@ first cell installs it, and one hour of each part run there under the smoke prof
 
 The environment (a ``uv venv`` of this Python) gets Colab's kernel side first: ipywidgets 7.7 with IPython 7.34,
 ipykernel 6.17 and the classic notebook, torch and the scientific packages (the list is COLAB_PREINSTALLED in the
-Makefile, written to build/colab-wheels/preinstalled.txt). Nothing downloads: `make setup` (target colab-wheels)
+Makefile, written to build/colab-wheels/preinstalled.txt). Nothing downloads: `make test` (target colab-wheels)
 fills the wheelhouse build/colab-wheels once, and the test installs from there only (uv --offline --no-index,
 pip with PIP_NO_INDEX). Where the wheelhouse or uv is missing the test skips; in CI (CI=true or
 AMLA_REQUIRE_BROWSER=1) it fails instead.
@@ -152,7 +152,7 @@ def _views(nb: nbformat.NotebookNode) -> list[dict[str, object]]:
 def wheelhouse() -> Path:
     if not PREINSTALLED.is_file():
         _cannot_run(f"no Colab-like wheelhouse at {WHEELHOUSE.relative_to(ROOT)} (make colab-wheels fills it; "
-                    "make setup runs it)")
+                    "make test runs it)")
     if not UV.is_file():
         _cannot_run(f"no uv beside {sys.executable} (make setup installs it)")
     return WHEELHOUSE

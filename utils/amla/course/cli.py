@@ -352,7 +352,8 @@ def parser() -> argparse.ArgumentParser:
     s = commands.add_parser("slides", help="turn hours into reveal.js slides that work offline (student version: "
                             "answers hidden)")
     s.add_argument("hours", nargs="*", type=_hour_number, metavar="NN", help=hours_help + "; default: all built")
-    s.add_argument("--solutions", action="store_true", help="the instructor's deck: from solutions/, answers shown")
+    s.add_argument("--solutions", action="store_true", help="the instructor's deck: from solutions/, each answer "
+                   "a speaker note (S in the deck)")
     s.add_argument("--profile", help="execute the notebook under this profile first, so the slides show its outputs "
                    "(default: the notebook as stored, without outputs)")
     s.add_argument("--out", metavar="DIR", help="where to write the decks (default build/slides)")
