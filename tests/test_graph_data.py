@@ -127,6 +127,28 @@ def test_train_nodes_without_validation_reports_the_last_epoch_and_is_reproducib
     assert [r["loss"] for r in runs[0].history] == [r["loss"] for r in runs[1].history]
 
 
+def test_train_nodes_stops_after_patience_epochs_without_a_better_validation_accuracy():
+    torch.manual_seed(0)
+    full = train_nodes(_Linear(3, 3), _toy(), epochs=60, lr=0.1, seed=0)
+    torch.manual_seed(0)
+    early = train_nodes(_Linear(3, 3), _toy(), epochs=60, lr=0.1, seed=0, patience=5)
+    # the same run up to where it stops: the first epoch 5 epochs past the best validation accuracy so far
+    best, stop = None, None
+    for rec in full.history:
+        if best is None or rec["val_acc"] > best["val_acc"]:
+            best = rec
+        if rec["epoch"] - best["epoch"] >= 5:
+            stop = rec["epoch"]
+            break
+    assert stop is not None and stop < 60, "the toy should converge well before 60 epochs"
+    assert len(early.history) == stop and early.history == full.history[:stop]
+    assert early.best_epoch == best["epoch"] and early.test_acc == best["test_acc"]
+    with pytest.raises(ValueError, match="patience must be a positive int or None, got 0"):
+        train_nodes(_Linear(3, 3), _toy(), epochs=5, lr=0.1, patience=0)
+    with pytest.raises(ValueError, match="the data has no val_mask"):
+        train_nodes(_Linear(3, 3), _toy(with_val=False), epochs=5, lr=0.1, patience=3)
+
+
 def test_train_nodes_and_accuracy_reject_bad_input():
     with pytest.raises(ValueError, match="epochs must be a positive int"):
         train_nodes(_Linear(3, 3), _toy(), epochs=0, lr=0.1)

@@ -3,7 +3,9 @@
 One epoch is one step on the whole graph: every node's logits from one forward pass, the cross-entropy on the
 labelled nodes (``train_mask``) only, one Adam step. After each epoch the model is evaluated (dropout off) on
 every mask; with a ``val_mask`` the epoch of best validation accuracy selects the test accuracy reported (the
-protocol of the GCN and GAT papers' public splits), otherwise the last epoch's. The dashboard
+protocol of the GCN and GAT papers' public splits), otherwise the last epoch's. ``patience`` stops the run once the
+validation accuracy has not improved for that many epochs (early stopping, as the GAT paper trains with patience
+100; here on the accuracy alone), so a model that has converged stops spending epochs. The dashboard
 (``amla.views.Dashboard``) and a per-epoch callback (to save embeddings for a view) are optional.
 """
 
@@ -65,15 +67,21 @@ def train_nodes(
     forward: Forward | None = None,
     on_epoch: Callable[[int, nn.Module], None] | None = None,
     dash: Any = None,
+    patience: int | None = None,
 ) -> NodeRun:
     """Train ``model`` on ``data`` (a PyG ``Data`` with ``x``, ``edge_index``, ``y``, ``train_mask`` and, optionally,
     ``val_mask``/``test_mask``) for ``epochs`` full-batch Adam steps; see the module docstring.
 
     ``forward(model, data) -> logits [N, C]`` defaults to ``model(data.x, data.edge_index)``; ``seed`` seeds
     torch before the first step (dropout masks), not the model's initialisation; ``on_epoch(epoch, model)`` runs
-    after every epoch, with the model in eval mode and gradients off."""
+    after every epoch, with the model in eval mode and gradients off. ``patience``: at most ``epochs`` epochs, fewer
+    when the validation accuracy has not improved for ``patience`` epochs (needs a ``val_mask``)."""
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"train_nodes: epochs must be a positive int, got {epochs!r}")
+    if patience is not None and (not isinstance(patience, int) or isinstance(patience, bool) or patience < 1):
+        raise ValueError(f"train_nodes: patience must be a positive int or None, got {patience!r}")
+    if patience is not None and getattr(data, "val_mask", None) is None:
+        raise ValueError("train_nodes: patience stops on the validation accuracy, but the data has no val_mask")
     for name in ("x", "edge_index", "y", "train_mask"):
         if getattr(data, name, None) is None:
             raise ValueError(f"train_nodes: the data has no {name!r}; expected a PyG Data with x, edge_index, y "
@@ -107,6 +115,8 @@ def train_nodes(
         for key, mask in masks.items():
             if mask is not None and bool(mask.any()):
                 record[f"{key}_acc"] = accuracy(logits, data.y, mask)
+        if masks["val"] is not None and bool(masks["val"].any()):
+            record["val_loss"] = nn.functional.cross_entropy(logits[masks["val"]], data.y[masks["val"]]).item()
         history.append(record)
         score = record.get("val_acc", 0.0)
         if best is None or "val_acc" not in record or score > best.get("val_acc", 0.0):
@@ -117,6 +127,8 @@ def train_nodes(
         if dash is not None:
             dash.log(epoch, loss=record["loss"])
             dash.log_eval(epoch, **{k: v for k, v in record.items() if k.endswith("_acc")})
+        if patience is not None and epoch - int(best["epoch"]) >= patience:
+            break  # no better validation accuracy for `patience` epochs
     if dash is not None:
         dash.finish()
     assert best is not None
