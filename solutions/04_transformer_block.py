@@ -42,12 +42,10 @@ device = amla.setup(hour=4, seed=0)  # picks cuda > mps > cpu, seeds, prints the
 #
 # `amla.checks.summary()` at the end lists which exercises you have done.
 #
-# **Runtime** (whole notebook, measured with `amla bench 04` on an idle 2-core CPU): smoke profile about 10 s,
-# cpu profile about 2 min (119 s and 120 s measured in two runs; the reversal model itself trains in about 6 s,
-# and most of the rest is the position-encoding comparison, the feed-forward ablation at the end of section 4 and
-# the three deep stacks of section 6). On a machine whose cores are busy with other jobs the same run took up to
-# 16 min: torch's threads compete badly for shared cores. The `gpu` profile trains a wider model on longer
-# sequences.
+# **Runtime** (whole notebook, `amla bench 04` on an idle 2-core CPU): smoke profile about 10 s, cpu profile
+# about 2 min (119 and 120 s in two runs; mostly the comparisons of sections 4-6, the reversal model itself trains
+# in about 6 s). Cores busy with other jobs can make it many times slower. The `gpu` profile trains a wider model
+# on longer sequences.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. From one head to many
@@ -229,11 +227,10 @@ print(f"the last doubling of T multiplied the attention's memory by {m1 / m0:.1f
       f"the GRU's time by {g1 / g0:.1f}")
 
 # %% [markdown]
-# The memory of the weights grows fourfold with each doubling of $T$, and so does the attention's time once the
-# matrices are large enough to keep the cores busy, while the GRU's time about doubles. On the course machine
-# (cpu profile, two runs) the attention took 0.5 to 0.95 times the GRU's time at $T = 2048$ and far less below:
-# the GRU's steps cannot run in parallel. Beyond that, the fourfold growth makes attention the slower one, and
-# its memory (32.5 MiB per head and sequence at $T = 2048$, so about 130 MiB at 4096) is what limits long contexts;
+# Each doubling of $T$ multiplies the weights' memory by four, and the attention's time too once the matrices
+# keep the cores busy; the GRU's time only doubles. On the course machine (cpu profile) attention was still
+# faster at $T = 2048$ (0.5 to 0.95 times the GRU's time): the GRU's steps cannot run in parallel. Beyond that
+# the fourfold growth wins, and the memory (32.5 MiB per head and sequence at $T = 2048$) limits long contexts;
 # Hour 09 shows the fused kernels that never store the weights.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -311,12 +308,10 @@ fig
 # features by an angle proportional to the position, $\theta_{p,i} = p \cdot 10000^{-2i/d_h}$:
 # $$\begin{pmatrix} q'_{2i} \\ q'_{2i+1}\end{pmatrix} = \begin{pmatrix}\cos\theta_{p,i} & -\sin\theta_{p,i} \\
 # \sin\theta_{p,i} & \cos\theta_{p,i}\end{pmatrix}\begin{pmatrix} q_{2i} \\ q_{2i+1}\end{pmatrix}$$
-# (`amla.transformers.positions.RotaryEmbedding` pairs feature $i$ with $i + d_h/2$ instead of $2i$ with $2i+1$,
-# the layout of most implementations; it is the same idea). RoPE rotates the query and the key themselves, not
-# their dot product: with $R_{\phi}$ the rotation by $\phi$ (pair by pair), the query at position $m$ becomes
-# $R_{m\theta} q$, the key at $n$ becomes $R_{n\theta} k$, and since $R_a^\top R_b = R_{b-a}$ the score is
-# $(R_{m\theta} q)^\top (R_{n\theta} k) = q^\top R_{(n - m)\theta}\, k$: **the score depends only on the offset**
-# $n - m$, never on where the pair sits. The values are not rotated. Let us check the claim:
+# (`amla.transformers.positions.RotaryEmbedding` pairs feature $i$ with $i + d_h/2$, the layout of most
+# implementations: the same idea). With $R_{\phi}$ the rotation by $\phi$, the query at $m$ becomes
+# $R_{m\theta} q$ and the key at $n$ becomes $R_{n\theta} k$; since $R_a^\top R_b = R_{b-a}$ the score is
+# $q^\top R_{(n - m)\theta}\, k$: **it depends only on the offset** $n - m$. The values are not rotated. Check:
 
 # %%
 from amla.transformers.positions import RotaryEmbedding
@@ -438,13 +433,10 @@ print("held-out sequences seen in training:", len(set(task.test.sources) & set(t
 # The model is the encoder and a linear layer from each hidden state to the vocabulary. We count a sequence as
 # right only if **all** its positions are.
 #
-# **The model trained below is built from your code**: your `mha_forward` (heads split and merged by your code)
-# in every attention layer, your `block_forward` in every block, your `sinusoidal_encoding` for the positions.
-# While an exercise is not done, the course's reference stands in for it; the line printed below says which is
-# which. Your attention
-# computes the softmax explicitly where the package calls PyTorch's fused kernel; section 1 showed that both give
-# the same answer. The comparisons of sections 5 and 6 (other positions, deeper stacks) train the package's own
-# modules (`functions=None`, the fused kernel); RoPE could not run through your `mha_forward` anyway.
+# **The model trained below is built from your code** (the line printed below says which functions are yours and
+# which are the reference standing in). The comparisons of sections 5 and 6 train the package's own modules
+# (`functions=None`, PyTorch's fused kernel, equal to yours as section 1 showed); RoPE could not run through your
+# `mha_forward` anyway.
 
 # %%
 from amla.transformers.encoder import TransformerEncoder, TransformerFunctions
@@ -520,13 +512,11 @@ for s, p in zip(task.test.sources[:5], predictions):
 # nothing between them. It also holds the parameters: $2 d\, d_{ff} + d_{ff} + d$ against the attention's
 # $4d^2 + 4d$, two thirds of a block at the usual $d_{ff} = 4d$ (half at this hour's $d_{ff} = 2d$).
 #
-# Reversal is pure **routing**: output $i$ copies input $T - 1 - i$, and nothing is computed on a token. *The
-# prediction:* attention alone can do it, since the query at $i$ only has to find the key at $T - 1 - i$ (with
-# sinusoidal positions, $PE_{T-1-i}$ is a fixed linear function of $PE_i$), so the model should learn without its
-# FFNs, perhaps more slowly. The test: the same encoder, data, steps and seed with $d_{ff} = 0$ (no FFN:
-# `TransformerBlock(..., d_ff=0)`), with this hour's $d_{ff}$ and with $4d$, and, since a model without FFNs is
-# smaller, once more without FFNs at twice the depth, with as many parameters as the model above. (These runs use
-# the package's blocks: your `block_forward` calls `block.ff`, which a block without FFN does not have.)
+# Reversal is pure **routing**: output $i$ copies input $T - 1 - i$, nothing is computed on a token. *The
+# prediction:* attention alone can do it (the query at $i$ only has to find the key at $T - 1 - i$), perhaps more
+# slowly. The test: the same encoder, data, steps and seed with $d_{ff} = 0$ (`TransformerBlock(..., d_ff=0)`),
+# with this hour's $d_{ff}$, with $4d$, and without FFNs at twice the depth (as many parameters as the model
+# above). These runs use the package's blocks: your `block_forward` calls `block.ff`.
 
 # %%
 def ffn_parameters(model):
@@ -601,11 +591,10 @@ for pos, (seq, tok) in position_results.items():
 # - **Sinusoidal and learned** positions both reach 100 %: reversal needs each position to know its *absolute*
 #   index, and both hand it over directly.
 # - **RoPE** is far behind after the same number of steps (0 % of the sequences, 47 % of the tokens). It only tells
-#   attention the *offset* between a query and a key, and here the key a position needs (offset $T - 1 - 2i$)
-#   depends on where the query is. The model has to work out its absolute position indirectly, from where the
-#   sequence begins and ends. In a causal language model the mask itself gives that away, and relative offsets are
-#   exactly what next-token prediction needs, which is why RoPE is the modern default *there*. Positional encodings
-#   are an inductive bias: pick the one that matches what the task needs.
+#   attention the *offset* between a query and a key, and the key a position needs (offset $T - 1 - 2i$) depends
+#   on where the query is, which the model must work out from where the sequence begins and ends. In a causal
+#   language model the mask gives that away and offsets are what next-token prediction needs: RoPE is the default
+#   *there*. A positional encoding is an inductive bias; pick the one the task needs.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. Pre-norm against post-norm
@@ -650,21 +639,19 @@ fig
 # first large updates push it into a state where every position predicts the same flat distribution. With a warm-up
 # of 60 steps the same post-norm stack trains, to 100 % as well, only later.
 #
-# Why? In post-norm every block's output passes through a LayerNorm that sits *on* the residual path, so the
-# gradient reaching the first blocks is rescaled by every LayerNorm above them, and at initialisation the updates
-# of the last layers are large relative to their inputs (Xiong et al., 2020). Early Adam steps at full learning rate
-# then break the model before it has learned anything; warm-up keeps the first steps small. In pre-norm the residual
-# sum carries the input and the gradient through unchanged, which is why GPT-2, LLaMA and this course's models use
-# it.
+# Why? In post-norm a LayerNorm sits *on* the residual path after every block, so the gradient reaching the first
+# blocks is rescaled by every LayerNorm above them, and at initialisation the last layers' updates are large
+# relative to their inputs (Xiong et al., 2020): early Adam steps at the full rate break the model, and warm-up
+# keeps them small. In pre-norm the residual sum carries input and gradient through unchanged, which is why GPT-2,
+# LLaMA and this course's models use it.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Looking at the heads
 #
 # To reverse, the query at position $i$ must find the key at position $T - 1 - i$: somewhere in the model a head
-# should attend along the **anti-diagonal**. The encoder returns every layer's weights `[layers, B, H, T, T]`;
-# we measure, for each layer and head, the average weight a query gives its mirror position. The model is the one of
-# section 4, built from your code: your `block_forward` returns no weights, so the encoder gets them from one more
-# call of each block's attention (your `mha_forward`) on the input its branch reads, `norm1(x)` in a pre-norm block.
+# should attend along the **anti-diagonal**. The encoder returns every layer's weights `[layers, B, H, T, T]` (for
+# your `block_forward`, which returns none, from one more call of your `mha_forward` on `norm1(x)`); we measure,
+# for each layer and head of section 4's model, the average weight a query gives its mirror position.
 
 # %%
 model.eval()
@@ -698,15 +685,13 @@ viewer.select(layer=best_layer, head=best_head, query=0)
 #
 # ### What a map does not tell you
 #
-# An attention map shows where a head **reads**. It does not show what the head writes, nor whether the layers
-# after it use what it wrote: that depends on the values and the output projection, which the map leaves out. From
-# the second layer on, "position 3" is no longer token 3 but a mixture the first layer made. And two heads can do
-# the same job, so that neither is needed. Maps are a good place to start looking, not yet an explanation.
+# A map shows where a head **reads**, not what it writes (the values and the output projection) nor whether later
+# layers use it. From the second layer on, "position 3" is a mixture the first layer made, not token 3; and two
+# heads can do the same job, so that neither is needed. A map is where to start looking, not an explanation.
 #
-# The direct test is to **remove** a head and measure again. `amla.transformers.ablation.heads_removed` sets a
-# head's slice of the merged heads to zero just before the output projection: that head's contribution disappears
-# and the other heads are untouched. We remove each head on its own, then all heads of a layer at once, in the
-# model of section 4 (the hook sits on `mha.out_proj`, which your `mha_forward` calls).
+# The direct test is to **remove** a head and measure again: `amla.transformers.ablation.heads_removed` zeroes a
+# head's slice of the merged heads just before the output projection (a hook on `mha.out_proj`, which your
+# `mha_forward` calls), leaving the other heads untouched. Each head alone, then all heads of a layer:
 
 # %%
 from amla.transformers.ablation import heads_removed
@@ -726,13 +711,11 @@ for layer in range(len(model.encoder.blocks)):
           + f" | all {S.heads} removed: {ablation[layer][1]:.1%}   (nothing removed: {test_seq_acc:.1%})")
 
 # %% [markdown]
-# In the cpu run the maps and the ablations disagree. Each head of the second layer looks like *the* reversing head
-# (86 to 90 % of its weight on the mirror position), yet removing any one of them leaves 99.7 % or more of the
-# held-out sequences right: the four do the same job, and the other three cover for the missing one. Only
-# removing all four breaks the model (0 %). The first-layer heads, whose maps look unremarkable (15 to 19 % on the
-# mirror), matter more one by one: without a single one of them the accuracy falls to between 49.4 % and 98.5 %,
-# depending on the head, and without all of them to 0 %. Read a map as a hypothesis about what a head does, and
-# test it by removing the head.
+# In the cpu run the maps and the ablations disagree. Each second-layer head looks like *the* reversing head (86
+# to 90 % on the mirror), yet removing any one leaves 99.7 % or more of the sequences right: the other three cover
+# for it; only removing all four breaks the model (0 %). The first-layer heads, whose maps look unremarkable (15 to
+# 19 %), matter more one by one: without a single one the accuracy falls to between 49.4 % and 98.5 %. Read a map
+# as a hypothesis, and test it by removing the head.
 #
 # The hour's numbers, collected by `amla bench 04` (the cpu target: 100 % of the held-out sequences reversed; your
 # MHA equal to `nn.MultiheadAttention` within $10^{-5}$):
