@@ -28,7 +28,8 @@ device = amla.setup(hour=6, seed=0)  # picks cuda > mps > cpu, seeds, prints the
 #   heads, then the MLP, each in a pre-norm residual branch; and say where every parameter of a decoder-only
 #   Transformer sits (token and position embeddings, the blocks, weight tying);
 # - train it with the course `Trainer`, with **mixed precision** and **gradient accumulation** as switches, to the
-#   course target (a validation loss below 1.60 nats per character within 5 minutes on 2 CPU cores), and read
+#   course target (a validation loss below 1.60 nats per character after 4 1/2 to 6 minutes of training on 2 CPU
+#   cores, as fast as the machine is that day), and read
 #   over- and underfitting from train and validation curves;
 # - **sample** from it with temperature, top-k and top-p (nucleus) sampling, and explain what each changes;
 # - write the decode step of a **KV cache** (store the new key and value, attend to the prefix), make generation
@@ -49,13 +50,10 @@ device = amla.setup(hour=6, seed=0)  # picks cuda > mps > cpu, seeds, prints the
 #
 # `amla.checks.summary()` at the end lists which exercises you have done.
 #
-# **Runtime** (whole notebook, measured with `amla bench 06` on an idle 2-core CPU with tiny Shakespeare): smoke
-# profile about 16 s; cpu profile about 5 1/2 min (331 s) on a fast day, of which the main training with its
-# evaluations took 264 s at about 20,000 tokens/s and reached a validation loss of 1.594. The speed of the same
-# machine drifts: on a slow day the training ran at 14,800 tokens/s (367 s) and the notebook took 466 s, with
-# validation loss 1.594. On another 2-core machine, without AVX-512, the same code trained at 12,300 tokens/s
-# (437 s), validation loss 1.598 (its float32 kernels round differently). The gpu profile trains a bigger model
-# (nanoGPT's Shakespeare size); it was not measured for this notebook (no GPU was available).
+# **Runtime** (whole notebook, `amla bench 06` on an idle 2-core CPU, tiny Shakespeare): smoke profile about 16 s;
+# cpu profile 331 s on a fast day (training 264 s at about 20,000 tokens/s, validation loss 1.594) and 466 s on a
+# slow one (training 367 s at 14,800 tokens/s, the same loss); a 2-core machine without AVX-512 trained at 12,300
+# tokens/s to 1.598. The gpu profile trains nanoGPT's Shakespeare-sized model (not yet measured: no GPU).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The corpus
