@@ -149,7 +149,8 @@ def _data_dir_check(path: Path) -> tuple[bool, str]:
 EXTRAS = {"pretrained": ("Hour 07", ("transformers",)), "graphs": ("Hours 13-14", ("torch_geometric", "networkx")),
           "rl": ("Hours 15-18", ("gymnasium",))}
 DATA_HOURS = {"tinyshakespeare": "Hours 06-07", "mnist-": "Hours 08, 11-12 (optional: 8x8 digits otherwise)",
-              "planetoid-": "Hour 14", "sentence-polarity": "Hour 07"}
+              "planetoid-": "Hour 14", "sentence-polarity": "Hour 07", "reveal.js": "amla slides",
+              "mathjax": "amla slides and amla site"}
 
 
 def _compile_check(try_it: bool) -> tuple[str, str]:
