@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import amla
-from amla.toolkit.batches import BucketBatches, pad_collate
+from amla.toolkit.batches import BucketBatches, pad_collate, sorted_runs
 from amla.transformers.tasks import EOS_ID, PAD_ID, date_task
 
 
@@ -87,3 +87,16 @@ def test_pair_examples_are_unpadded_and_truncate_sources_only():
     assert all(torch.equal(s, full[: len(s)]) and torch.equal(t, t2) for (s, t), (full, t2) in zip(cut, examples))
     with pytest.raises(ValueError, match="max_source must be a positive int or None"):
         task.train.examples(task.src_vocab, task.tgt_vocab, max_source=0)
+
+
+def test_sorted_runs_sorts_each_run_stably_and_keeps_every_index():
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(1, 6, (60,), generator=g)  # many ties: the sort must be stable
+    perm = torch.randperm(60, generator=g)[:48]
+    batches = sorted_runs(perm, lengths, batch_size=4, chunk=3)
+    assert batches.shape == (12, 4) and sorted(batches.flatten().tolist()) == sorted(perm.tolist())
+    for run, original in zip(batches.view(4, 12), perm.view(4, 12)):  # runs of chunk * batch_size = 12
+        assert lengths[run].tolist() == sorted(lengths[original].tolist())
+        for value in set(lengths[original].tolist()):  # equal lengths keep their order in the permutation
+            same = [i for i in original.tolist() if lengths[i] == value]
+            assert [i for i in run.tolist() if lengths[i] == value] == same

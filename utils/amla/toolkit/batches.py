@@ -83,6 +83,17 @@ def pad_collate(pad_id: int = 0) -> Callable[[list[Sequence[torch.Tensor]]], tup
     return collate
 
 
+def sorted_runs(perm: torch.Tensor, lengths: torch.Tensor, batch_size: int, chunk: int) -> torch.Tensor:
+    """Length bucketing, the part every bucketed sampler shares: ``perm`` (example indices, a multiple of
+    ``batch_size`` of them) cut into runs of ``chunk`` batches, each run sorted by ``lengths`` (stable), then cut
+    into batches: ``[len(perm) // batch_size, batch_size]``. The caller shuffles the batches with its own RNG."""
+    runs = []
+    for start in range(0, len(perm), chunk * batch_size):
+        run = perm[start : start + chunk * batch_size]
+        runs.append(run[torch.sort(lengths[run], stable=True).indices])
+    return torch.cat(runs).view(-1, batch_size)
+
+
 class BucketBatches:
     """Batches of sequences of about one length, for the Trainer (``train_data=BucketBatches(...)``).
 
@@ -110,11 +121,7 @@ class BucketBatches:
         """``[per_epoch, batch_size]`` example indices of epoch ``epoch``, in the order they are drawn."""
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         perm = torch.randperm(len(self.examples), generator=g)[: self.per_epoch * self.batch_size]
-        runs = []
-        for start in range(0, len(perm), self.chunk * self.batch_size):
-            run = perm[start : start + self.chunk * self.batch_size]
-            runs.append(run[torch.sort(self.lengths[run], stable=True).indices])
-        batches = torch.cat(runs).view(self.per_epoch, self.batch_size)
+        batches = sorted_runs(perm, self.lengths, self.batch_size, self.chunk)
         return batches[torch.randperm(self.per_epoch, generator=g)]
 
     def batch(self, m: int) -> Batch:

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from amla.toolkit.batches import sorted_runs
 from amla.transformers.pretrained import mean_pool
 
 __all__ = ["LengthBuckets", "SentenceClassifier", "TextSet", "accuracy", "classifier_loss", "eval_batches_by_length",
@@ -138,12 +139,10 @@ class LengthBuckets:
         self._epoch, self._order = -1, np.empty((0, batch_size), dtype=np.int64)
 
     def _batches_of(self, epoch: int) -> np.ndarray:
-        rng = np.random.default_rng([self.seed, epoch])
+        rng = np.random.default_rng([self.seed, epoch])  # numpy's RNG: the order Hour 07 was measured with
         perm = rng.permutation(len(self.lengths))[: self.per_epoch * self.batch_size]
-        size = self.chunk * self.batch_size
-        chunks = [c[np.argsort(self.lengths[c], kind="stable")] for c in np.split(perm, range(size, len(perm), size))]
-        batches = np.concatenate(chunks).reshape(self.per_epoch, self.batch_size)
-        return batches[rng.permutation(self.per_epoch)]
+        batches = sorted_runs(torch.from_numpy(perm), torch.as_tensor(self.lengths), self.batch_size, self.chunk)
+        return batches.numpy()[rng.permutation(self.per_epoch)]
 
     def widths(self, epoch: int = 0) -> np.ndarray:
         """The padded length (longest sentence) of each batch of ``epoch``, in the order they are drawn."""
