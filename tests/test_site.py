@@ -24,6 +24,7 @@ pytest.importorskip("myst_nb", reason="the `site` extra is not installed (pip in
 from amla.course import site as S  # noqa: E402
 from amla.course.build import BuildError  # noqa: E402
 from amla.course.hours import hour  # noqa: E402
+from amla.views.base import WIDGET_VIEW_MIMETYPE  # noqa: E402
 from browser_pages import _browser_required  # noqa: E402, F401 - the fixture browser_mark() asks for in CI
 from browser_pages import IMAGE_LOADED, browser_mark, fresh_shots  # noqa: E402
 from browser_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, REPO, step  # noqa: E402
@@ -215,7 +216,7 @@ def test_a_page_keeps_the_picture_of_a_widget_view_and_starts_with_title_and_sta
 
     view = nbformat.v4.new_code_cell("view")
     view.outputs = [nbformat.v4.new_output("display_data", data={
-        S.WIDGET_VIEW: {"model_id": "x", "version_major": 2}, "image/png": "iVBORw0KGgo=", "text/plain": "<View>"})]
+        WIDGET_VIEW_MIMETYPE: {"model_id": "x", "version_major": 2}, "image/png": "iVBORw0KGgo=", "text/plain": "<View>"})]
     nb = S.page(H, _executed([nbformat.v4.new_code_cell(setup_cell(H)),
                               nbformat.v4.new_markdown_cell("# Hour 02: Attention\n\nIntro."), view]))
     assert "widgets" not in nb.metadata

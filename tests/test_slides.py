@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import io
 import json
 import re
 
@@ -21,6 +20,7 @@ from amla.course import assets, slides
 from amla.course.build import BuildError
 from amla.course.cli import main
 from amla.course.hours import hour
+from amla.views.base import WIDGET_VIEW_MIMETYPE, fig_to_png
 from browser_pages import _browser_required  # noqa: F401 - the fixture browser_mark() asks for in CI
 from browser_pages import browser_mark
 from browser_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, REPO, step
@@ -35,9 +35,7 @@ def _png() -> str:
 
     fig = Figure(figsize=(2, 1))
     fig.subplots().plot([0, 1], [0, 1])
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    return base64.b64encode(fig_to_png(fig)).decode("ascii")
 
 
 def _with_view_output(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -46,7 +44,7 @@ def _with_view_output(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     cell = [c for c in nb.cells if c.cell_type == "code"][-1]
     cell.outputs = [nbformat.v4.new_output("display_data", data={
         "text/plain": "AttentionViewer(...)", "image/png": _png(),
-        slides.WIDGET_VIEW: {"model_id": "abc", "version_major": 2, "version_minor": 0}})]
+        WIDGET_VIEW_MIMETYPE: {"model_id": "abc", "version_major": 2, "version_minor": 0}})]
     nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
     return nb
 
@@ -92,7 +90,7 @@ def test_views_leave_their_picture_and_nothing_loads_from_the_network():
     nb = _with_view_output(nbformat.read(STUDENT, as_version=4))
     ready = slides.prepare(nb, instructor=False)
     data = [c for c in ready.cells if c.cell_type == "code"][-1].outputs[0].data
-    assert slides.WIDGET_VIEW not in data and "image/png" in data
+    assert WIDGET_VIEW_MIMETYPE not in data and "image/png" in data
     assert "widgets" not in ready.metadata
     html = slides.render(ready, "Hour 02")
     fetched = slides._scripts_and_links(html).split()

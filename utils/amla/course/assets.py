@@ -19,7 +19,12 @@ import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from nbformat import NotebookNode
+
 from amla.toolkit.data import fetch, sha256_of
+from amla.views.base import WIDGET_VIEW_MIMETYPE
+
+WIDGET_STATE_MIMETYPE = "application/vnd.jupyter.widget-state+json"
 
 ASSETS = "assets"
 """The folder, next to the pages, that holds the unpacked packages."""
@@ -86,6 +91,19 @@ def unpack(name: str, dest: Path, *, download: bool = True) -> Path:
             shutil.rmtree(target)
         staged.rename(target)  # the folder appears whole or not at all
     return target
+
+
+def static_outputs(nb: NotebookNode) -> NotebookNode:
+    """``nb`` (changed in place) as a static page shows it: no widget state and no widget views, so no page
+    fetches a widget manager from a CDN; each view's output keeps the picture (and text) every course view leaves
+    beside its widget."""
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            data.pop(WIDGET_VIEW_MIMETYPE, None)
+            data.pop(WIDGET_STATE_MIMETYPE, None)
+    return nb
 
 
 def install(dest: Path, names: tuple[str, ...] = ("reveal.js", "mathjax"), *, download: bool = True) -> Path:

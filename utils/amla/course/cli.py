@@ -316,6 +316,7 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     hours_help = f"hour numbers, e.g. 01 3 (1 to {len(HOURS)})"
     root_help = "course repository (default: found above the current directory)"
+    profile_help = "smoke, cpu or gpu (default: AMLA_PROFILE, else gpu with CUDA, else cpu)"
 
     b = commands.add_parser("build", help="build solutions/ and hours/ notebooks and README.md from the sources")
     b.add_argument("hours", nargs="*", type=_hour_number, metavar="NN", help=hours_help + "; default: all")
@@ -325,7 +326,7 @@ def parser() -> argparse.ArgumentParser:
 
     r = commands.add_parser("run", help="execute notebooks and print a table of status and time")
     r.add_argument("hours", nargs="*", type=_hour_number, metavar="NN", help=hours_help + "; default: all built")
-    r.add_argument("--profile", help="smoke, cpu or gpu (default: AMLA_PROFILE, else gpu with CUDA, else cpu)")
+    r.add_argument("--profile", help=profile_help)
     r.add_argument("--student", action="store_true", help="run the hours/ notebooks (shows where exercises remain)")
     r.add_argument("--save", metavar="DIR", help="write the executed notebooks into DIR")
     r.add_argument("--timeout", type=int, metavar="S", help="seconds allowed per cell (default: no limit)")
@@ -334,7 +335,7 @@ def parser() -> argparse.ArgumentParser:
 
     n = commands.add_parser("bench", help="execute solutions notebooks and print one JSON line of metrics each")
     n.add_argument("hours", nargs="+", type=_hour_number, metavar="NN", help=hours_help)
-    n.add_argument("--profile", help="smoke, cpu or gpu (default: AMLA_PROFILE, else gpu with CUDA, else cpu)")
+    n.add_argument("--profile", help=profile_help)
     n.add_argument("--timeout", type=int, metavar="S", help="seconds allowed per cell (default: no limit)")
     n.add_argument("--root", help=root_help)
     n.set_defaults(func=cmd_bench)
@@ -363,7 +364,7 @@ def parser() -> argparse.ArgumentParser:
 
     w = commands.add_parser("site", help="build the course website from the hours executed under a profile")
     w.add_argument("hours", nargs="*", type=_hour_number, metavar="NN", help=hours_help + "; default: all built")
-    w.add_argument("--profile", help="smoke, cpu or gpu (default: AMLA_PROFILE, else gpu with CUDA, else cpu)")
+    w.add_argument("--profile", help=profile_help)
     w.add_argument("--out", metavar="DIR", help="where to write the site (default build/site)")
     w.add_argument("--root", help=root_help)
     w.set_defaults(func=cmd_site)

@@ -17,6 +17,7 @@ CDN). The site appears whole or not at all: a notebook that fails stops the buil
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -44,7 +45,6 @@ MARKER = ".amla-site"
 """The file that marks a folder as a site this module built (only such a folder is replaced)."""
 STAMP_KEY = "amla_site"
 """Notebook metadata of a cached execution: profile, time (UTC), amla and torch versions, seconds."""
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 DEFAULT_TITLE = "Advanced ML Architectures, hour by hour"
 MATHJAX2_CONFIG = {
     # MathJax.js is loaded without "?config=" (Sphinx refuses query strings on local assets): the configuration
@@ -54,25 +54,30 @@ MATHJAX2_CONFIG = {
     # in a printed output stays text.
     "tex2jax": {"inlineMath": [["\\(", "\\)"]], "displayMath": [["\\[", "\\]"]], "processEscapes": False,
                 "processEnvironments": False, "ignoreClass": ".*", "processClass": "math"},
-    # That package ships the STIX-Web fonts only (as the classic Notebook configures it): without this, a glyph
-    # such as a prime sends MathJax for its default TeX fonts, which are not there ("Math Processing Error").
-    "HTML-CSS": {"availableFonts": [], "preferredFont": None, "webFont": "STIX-Web", "imageFont": None,
-                 "linebreaks": {"automatic": True}},
+    # That package ships the STIX-Web fonts only (assets.MATHJAX_FONTS): without them, a glyph such as a prime
+    # sends MathJax for its default TeX fonts, which are not there ("Math Processing Error").
+    "HTML-CSS": {**assets.MATHJAX_FONTS["HTML-CSS"], "linebreaks": {"automatic": True}},
     "SVG": {"font": "STIX-Web"},
     "messageStyle": "none",
 }
 
 
-def _sha256(path: Path) -> str:
-    """The cache key of a notebook's run: its bytes and the source of the ``amla`` package it imports (a change
-    to the package executes the hours again)."""
+@functools.lru_cache(maxsize=1)
+def _package_digest() -> bytes:
+    """The sha256 of the ``amla`` package's source, read once per process (not once per hour)."""
     import amla
 
-    digest = hashlib.sha256(path.read_bytes())
+    digest = hashlib.sha256()
     package = Path(amla.__file__).parent
     for source in sorted(package.rglob("*.py")):
         digest.update(source.relative_to(package).as_posix().encode() + b"\0" + source.read_bytes())
-    return digest.hexdigest()
+    return digest.digest()
+
+
+def _sha256(path: Path) -> str:
+    """The cache key of a notebook's run: its bytes and the source of the ``amla`` package it imports (a change
+    to the package executes the hours again)."""
+    return hashlib.sha256(path.read_bytes() + _package_digest()).hexdigest()
 
 
 def _version(package: str) -> str:
@@ -116,20 +121,9 @@ def stamp_line(stamp: Mapping[str, Any]) -> str:
             f"with amla {stamp['amla']} and torch {stamp['torch']}.")
 
 
-def static_outputs(nb: NotebookNode) -> NotebookNode:
-    """``nb`` without widget state and widget views: each output keeps its picture (or text) only."""
-    nb.metadata.pop("widgets", None)
-    for cell in nb.cells:
-        for output in cell.get("outputs", []):
-            data = output.get("data", {})
-            data.pop(WIDGET_VIEW, None)
-            data.pop("application/vnd.jupyter.widget-state+json", None)
-    return nb
-
-
 def page(h: Hour, nb: NotebookNode) -> NotebookNode:
     """The hour as a page: its title first (before the set-up cell), then the stamp line, static outputs."""
-    nb = static_outputs(nb)
+    nb = assets.static_outputs(nb)
     cells = nb.cells
     if len(cells) > 1 and cells[0].cell_type == "code" and cells[0].source == setup_cell(h) \
             and cells[1].cell_type == "markdown" and cells[1].source.startswith("# "):

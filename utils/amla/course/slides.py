@@ -23,26 +23,20 @@ from pathlib import Path
 from nbformat import NotebookNode
 
 from amla.checks.contract import EXPECT_ENV
-from amla.course.assets import MATHJAX_FONTS, MATHJAX_URL, REVEAL_PREFIX, install
-from amla.course.build import ANSWER_TAG, SETUP_TAG, BuildError
+from amla.course.assets import MATHJAX_FONTS, MATHJAX_URL, REVEAL_PREFIX, install, static_outputs
+from amla.course.build import ANSWER_TAG, SETUP_TAG, BuildError, _tags
 from amla.course.hours import Hour
 
 TEMPLATE = "amla_reveal"
 TEMPLATES = Path(__file__).with_name("templates")
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 THEME = "white"
 """reveal.js's theme: ``white`` uses the fonts in its own folder (``simple`` and others import Google Fonts)."""
-
-
-def _tags(cell: NotebookNode) -> list[str]:
-    return list(cell.get("metadata", {}).get("tags", []))
 
 
 def prepare(nb: NotebookNode, *, instructor: bool) -> NotebookNode:
     """A copy of ``nb`` ready for the slides: set-up cell skipped, answers as speaker notes (``instructor``) or
     left as the student version has them, widget outputs reduced to their static picture."""
-    nb = copy.deepcopy(nb)
-    nb.metadata.pop("widgets", None)  # no widget state: nbconvert would otherwise fetch the widget manager
+    nb = static_outputs(copy.deepcopy(nb))  # with widget state nbconvert would fetch the widget manager
     for cell in nb.cells:
         slideshow = cell.setdefault("metadata", {}).setdefault("slideshow", {})
         if SETUP_TAG in _tags(cell):
@@ -51,10 +45,6 @@ def prepare(nb: NotebookNode, *, instructor: bool) -> NotebookNode:
             if not instructor:  # the student notebook never carries this tag; a deck must not show an answer
                 raise BuildError("a student deck got a cell tagged 'answer'; build the hours with amla build")
             slideshow["slide_type"] = "notes"
-        for output in cell.get("outputs", []):
-            data = output.get("data", {})
-            if WIDGET_VIEW in data and len(data) > 1:
-                del data[WIDGET_VIEW]
     return nb
 
 
