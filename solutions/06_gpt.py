@@ -395,7 +395,8 @@ model.train()
 # biases stay with AdamW. `MuonWithAdamW` puts each parameter where it belongs and steps both, so the Trainer's
 # warm-up and cosine schedule scales both learning rates (`muon_lr` 0.02 for Muon, `lr` for AdamW).
 #
-# The cell shows the split and what each step costs, on a copy of the model holding one batch's gradient.
+# The cell shows the split, how few directions dominate a gradient, and what each step costs (on copies of the
+# model, each holding one batch's gradient).
 
 # %%
 import copy
@@ -405,6 +406,13 @@ from amla.toolkit.optim import MuonWithAdamW, muon_split
 matrices, rest = muon_split(model)
 print(f"Muon: {len(matrices)} weight matrices, {sum(p.numel() for p in matrices):,} weights; AdamW: {len(rest)} "
       f"tensors, {sum(p.numel() for p in rest):,} weights (the embeddings with the tied head, norms, biases)")
+
+probe = copy.deepcopy(model)  # a copy, so the model itself keeps no gradient
+F.cross_entropy(probe(xb).flatten(0, 1), yb.flatten()).backward()
+grad = probe.blocks[0].mlp.fc.weight.grad
+energy = torch.linalg.svdvals(grad.float().cpu()) ** 2
+print(f"the gradient of the first MLP matrix {tuple(grad.shape)}: its 4 largest of {len(energy)} singular values "
+      f"hold {energy[:4].sum() / energy.sum():.0%} of its squared norm")
 
 
 def sync():
@@ -790,19 +798,16 @@ print(f"identical greedy tokens over the {fits} tokens generated within block_si
 print(repr(tok.decode(with_cache[0, :120].cpu())))
 
 # %% [markdown]
-# The speed-up grows with the length of the generation: without the cache the cost of a step grows with the
-# context, with it a step costs one position (plus attention over the stored keys, which is cheap at these sizes).
+# The speed-up grows with the length of the generation: without the cache a step costs the whole context, with it
+# one position (plus attention over the stored keys, cheap at these sizes).
 #
-# It also grows with the amount of arithmetic per step. On a CPU, a cached step for a single sequence takes
-# well under a millisecond (the run prints it) whatever the model does: it is about a hundred small operations (17 products of a single row with a
-# weight matrix, the attention, the norms), each with a fixed cost of a few microseconds. Recomputing a context
-# of 128 positions costs only a few times more, because a CPU multiplies a 128-row matrix in little more time per
-# call than a single row. The cache saves *arithmetic*, so its full effect shows once arithmetic dominates: with
-# several sequences at once, as when a sampler draws alternatives (below: 8 at once), or on a GPU with a long
-# context. In the measured cpu runs the cache was 3.5 to 5.6 times faster for one sequence and 10 to 12 times
-# faster for 8 on a machine with AVX-512; on one without, 2.5 and 7.3 times in the notebook (3.4 to 3.6 times for
-# one sequence when timed on its own). The time of a cached step is mostly Python and small-kernel overhead, so the
-# ratio moves with the machine and its load more than the tokens do (they are always the same).
+# It also grows with the arithmetic per step. On a CPU a cached step for one sequence is about a hundred small
+# operations (17 products of one row with a weight matrix, the attention, the norms), each with a fixed cost of a
+# few microseconds; recomputing 128 positions costs only a few times more, because a CPU multiplies a 128-row matrix
+# in little more time per call than a single row. The cache saves *arithmetic*, so its full effect shows once
+# arithmetic dominates: with several sequences at once (below: 8), or on a GPU with a long context. On the course
+# machine the cache was 3 to 5.6 times faster for one sequence and 9 to 12 times for 8 (2.5 and 7.3 on a machine
+# without AVX-512): the ratio moves with the machine and its load, the tokens never do.
 
 # %%
 starts = start.expand(8, -1)  # 8 sequences from the same start; greedy, so all 8 are the same text

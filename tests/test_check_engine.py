@@ -106,6 +106,17 @@ def test_changed_arguments_and_gradients():
         _run(Half.apply)
 
 
+def test_a_gradient_into_an_input_that_must_not_matter_fails_but_rounding_noise_does_not():
+    def ignores_y(x, y):
+        return 2 * x
+
+    spec = Spec(reference=ignores_y, differentiable=True, arg_names=("x", "y"),
+                cases=lambda: [Case("two vectors", (torch.tensor([1.0, 2.0]), torch.tensor([3.0, 4.0])))])
+    leaks = evaluate(spec, lambda x, y: 2 * x + (y - y.detach()))  # the same values, a real gradient into y
+    assert leaks.status == "failed" and "a gradient reaches `y`, which should not influence" in leaks.message
+    assert evaluate(spec, lambda x, y: 2 * x + 1e-9 * (y - y.detach())).status == "passed"  # float rounding's size
+
+
 def test_the_line_that_raised_is_shown():
     def crashes(x):
         y = x.reshape(7)  # fails for every case
