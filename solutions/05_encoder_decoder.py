@@ -339,9 +339,9 @@ for name, tr in [("reversed", trainer), ("usual order", plain_trainer)]:
 # %% [markdown]
 # What we measured (cpu profile; the history printed above gives every step): with reversed results the validation
 # exact match jumps to nearly 100 % within a few hundred steps and the test sums come out 100 % right; in the usual
-# order the model learns more slowly and ends below 100 % on the test sums. How far below depends on the run: on one
-# 2-core machine 97.45 %, on another (a CPU without AVX-512, whose float32 kernels round differently) 99.35 %, with
-# the same code, data and seed; your run prints its own. The same network learns both, but the usual order is
+# order the model learns more slowly and ends below 100 % on the test sums. How far below depends on the run: on the
+# course's 2-core machine 97.45 % one day and 95.65 % another (the virtual machine behind it changes between days),
+# on a CPU without AVX-512 99.35 %, with the same code, data and seed; your run prints its own. The same network learns both, but the usual order is
 # harder: its first digit depends on every carry below it (question 6).
 
 # %% [markdown] slideshow={"slide_type": "slide"}

@@ -51,9 +51,9 @@ device = amla.setup(hour=6, seed=0)  # picks cuda > mps > cpu, seeds, prints the
 # `amla.checks.summary()` at the end lists which exercises you have done.
 #
 # **Runtime** (whole notebook, `amla bench 06` on an idle 2-core CPU, tiny Shakespeare): smoke profile 8.4 s;
-# cpu profile 157 s on a fast day (training 109 s at about 23,500 tokens/s, validation loss 1.580). The machine's
-# speed drifts: on the slowest day measured for this hour it trained at 14,800 tokens/s, which makes the cpu profile
-# about 250 s. The gpu profile trains nanoGPT's Shakespeare-sized model (not yet measured: no GPU).
+# cpu profile 142-157 s on a fast day (training 97-109 s at 26,300-23,500 tokens/s, validation loss 1.580). The
+# machine's speed drifts: on the slowest day measured for this hour it trained at 14,800 tokens/s, which makes the
+# cpu profile about 250 s. The gpu profile trains nanoGPT's Shakespeare-sized model (not yet measured: no GPU).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The corpus
@@ -339,11 +339,10 @@ print(f"initial loss {loss0:.3f}, ln(vocab) = {math.log(tok.vocab_size):.3f}")
 #
 # The Trainer has both, and this run sets them explicitly:
 #
-# - `precision="auto"` runs the forward pass under **autocast**: on a GPU the matrix multiplications run in bf16
-#   (fp16 with a gradient scaler on GPUs without bf16), which their tensor cores run much faster than fp32, with
-#   half the activation memory, while the weights and the optimizer stay in fp32. On a CPU the course Trainer
-#   always stays in fp32, so a notebook gives the same numbers on every CPU. (Many CPUs have no bf16 arithmetic and
-#   would only get slower; Hour 09 measures what bf16 autocast does on the CPU it runs on.)
+# - `precision="auto"` runs the forward pass under **autocast**: on a GPU the matrix products run in bf16 (fp16 with
+#   a gradient scaler where bf16 is missing), faster on tensor cores and with half the activation memory, while the
+#   weights and the optimizer stay in fp32. On a CPU the Trainer stays in fp32, so a notebook gives the same numbers
+#   on every CPU (Hour 09 measures what bf16 autocast does on a CPU).
 # - `grad_accum=k` splits every batch into $k$ micro-batches of `batch` windows, divides each loss by $k$, and steps
 #   the optimizer once after adding up their gradients. It is the same update as one batch of $k \cdot$ `batch`
 #   windows, with $k$ times less activation memory: how a large batch fits in a small GPU. It is the same because
