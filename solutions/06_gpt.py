@@ -29,7 +29,7 @@ device = amla.setup(hour=6, seed=0)  # picks cuda > mps > cpu, seeds, prints the
 #   Transformer sits (token and position embeddings, the blocks, weight tying);
 # - train it with the course `Trainer`, with **mixed precision** and **gradient accumulation** as switches and the
 #   **Muon** optimizer for the weight matrices, to the course target (a validation loss below 1.60 nats per
-#   character after 2 to 3 minutes of training on 2 CPU cores, as fast as the machine is that day), and read
+#   character after 1 1/2 to 3 minutes of training on 2 CPU cores, as fast as the machine is that day), and read
 #   over- and underfitting from train and validation curves;
 # - **sample** from it with temperature, top-k and top-p (nucleus) sampling, and explain what each changes;
 # - write the decode step of a **KV cache** (store the new key and value, attend to the prefix), make generation
