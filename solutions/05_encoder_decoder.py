@@ -341,8 +341,8 @@ for name, tr in [("reversed", trainer), ("usual order", plain_trainer)]:
 # exact match jumps to nearly 100 % within a few hundred steps and the test sums come out 100 % right; in the usual
 # order the model learns more slowly and ends below 100 % on the test sums. How far below depends on the run: on the
 # course's 2-core machine 97.45 % one day and 95.65 % another (the virtual machine behind it changes between days),
-# on a CPU without AVX-512 99.35 %, with the same code, data and seed; your run prints its own. The same network learns both, but the usual order is
-# harder: its first digit depends on every carry below it (question 6).
+# on a CPU without AVX-512 99.35 %, with the same code, data and seed; your run prints its own. The same network
+# learns both, but the usual order is harder: its first digit depends on every carry below it (question 6).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Greedy decoding and beam search

@@ -394,53 +394,39 @@ model.train()
 # biases stay with AdamW. `MuonWithAdamW` puts each parameter where it belongs and steps both, so the Trainer's
 # warm-up and cosine schedule scales both learning rates (`muon_lr` 0.02 for Muon, `lr` for AdamW).
 #
-# The cell shows the split, how few directions dominate a gradient, and what each step costs (on copies of the
-# model, each holding one batch's gradient).
+# The cell shows the split, how few directions dominate a gradient, and what each step costs (median of 10, the
+# three timed in turn, on copies of the model holding one batch's gradient).
 
 # %%
 import copy
 
 from amla.toolkit.optim import MuonWithAdamW, muon_split
+from amla.transformers.efficiency import median_ms
 
 matrices, rest = muon_split(model)
 print(f"Muon: {len(matrices)} weight matrices, {sum(p.numel() for p in matrices):,} weights; AdamW: {len(rest)} "
       f"tensors, {sum(p.numel() for p in rest):,} weights (the embeddings with the tied head, norms, biases)")
 
-probe = copy.deepcopy(model)  # a copy, so the model itself keeps no gradient
-F.cross_entropy(probe(xb).flatten(0, 1), yb.flatten()).backward()
+def with_gradient(net):
+    """A copy of the model holding one batch's gradient (the model itself keeps none; deepcopy drops .grad)."""
+    twin = copy.deepcopy(net)
+    F.cross_entropy(twin(xb).flatten(0, 1), yb.flatten()).backward()
+    return twin
+
+
+probe = with_gradient(model)
 grad = probe.blocks[0].mlp.fc.weight.grad
 energy = torch.linalg.svdvals(grad.float().cpu()) ** 2
 print(f"the gradient of the first MLP matrix {tuple(grad.shape)}: its 4 largest of {len(energy)} singular values "
       f"hold {energy[:4].sum() / energy.sum():.0%} of its squared norm")
 
-
-def sync():
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def step_ms(make_optimizer=None, repeats=10):
-    """Milliseconds per optimizer step (or, without an optimizer, per forward and backward pass of the batch)."""
-    twin = copy.deepcopy(model)
-    F.cross_entropy(twin(xb).flatten(0, 1), yb.flatten()).backward()
-    opt = make_optimizer(twin) if make_optimizer else None
-    if opt:
-        opt.step()  # the first step creates the optimizer's state
-    sync()
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        if opt:
-            opt.step()
-        else:
-            F.cross_entropy(twin(xb).flatten(0, 1), yb.flatten()).backward()
-    sync()
-    return (time.perf_counter() - t0) / repeats * 1e3
-
-
-adamw_ms = step_ms(lambda m: torch.optim.AdamW(m.parameters(), lr=S.lr, betas=(0.9, 0.99)))
-muon_ms = step_ms(lambda m: MuonWithAdamW(m, lr=S.lr))  # the time of a step does not depend on the rates
-print(f"one step: AdamW {adamw_ms:.1f} ms, Muon + AdamW {muon_ms:.1f} ms; one forward and backward pass of "
-      f"{len(xb)} windows {step_ms():.1f} ms")
+adamw = torch.optim.AdamW(with_gradient(model).parameters(), lr=S.lr, betas=(0.9, 0.99))
+muon = MuonWithAdamW(with_gradient(model), lr=S.lr)  # the time of a step does not depend on the rates
+ms = median_ms({"adamw": adamw.step, "muon": muon.step,  # the warm-up call creates each optimizer's state
+                "forward_backward": lambda: F.cross_entropy(probe(xb).flatten(0, 1), yb.flatten()).backward()},
+               repeats=10, device=device)
+print(f"one step: AdamW {ms['adamw']:.1f} ms, Muon + AdamW {ms['muon']:.1f} ms; one forward and backward pass of "
+      f"{len(xb)} windows {ms['forward_backward']:.1f} ms")
 
 # %% [markdown]
 # ### The run

@@ -14,10 +14,18 @@ continues exactly).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch import nn
+
+
+def weight_decay_groups(params: Iterable[nn.Parameter], weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW's two parameter groups: weight decay on the matrices (dim >= 2), none on biases and norms (dim < 2)."""
+    params = list(params)
+    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
 
 
 def muon_split(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
@@ -41,9 +49,7 @@ class MuonWithAdamW(torch.optim.Optimizer):
         matrices, rest = muon_split(model)
         if not matrices:
             raise ValueError("MuonWithAdamW: the model has no nn.Linear weight for Muon; use AdamW alone")
-        groups = [{"params": [p for p in rest if p.dim() >= 2], "weight_decay": weight_decay},
-                  {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0}]
-        self.adamw = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=betas)
+        self.adamw = torch.optim.AdamW(weight_decay_groups(rest, weight_decay), lr=lr, betas=betas)
         self.muon = torch.optim.Muon(matrices, lr=muon_lr, weight_decay=weight_decay, momentum=momentum)
         super().__init__([*self.adamw.param_groups, *self.muon.param_groups], {})  # the same dicts, not copies
 

@@ -36,6 +36,7 @@ from amla.toolkit.batches import Batch, OwnBatches, SeededBatches
 from amla.toolkit.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from amla.toolkit.env import pick_device
 from amla.toolkit.errors import check_hook
+from amla.toolkit.optim import weight_decay_groups
 from amla.toolkit.precision import PRECISIONS, autocast, autocast_dtype, grad_scaler
 
 
@@ -287,9 +288,8 @@ class Trainer:
 
     def _adamw(self) -> torch.optim.Optimizer:
         c, params = self.config, [p for p in self.model.parameters() if p.requires_grad]
-        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": c.weight_decay},
-                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-        return torch.optim.AdamW(groups, lr=c.lr, betas=c.betas, fused=self.device.type == "cuda")
+        return torch.optim.AdamW(weight_decay_groups(params, c.weight_decay), lr=c.lr, betas=c.betas,
+                                 fused=self.device.type == "cuda")
 
     def _to_device(self, batch: Batch) -> Batch:
         return tuple(t.to(self.device, non_blocking=True) if isinstance(t, torch.Tensor) else t for t in batch)
